@@ -1,0 +1,3 @@
+from symexpr.compile.function import Function, function
+
+__all__ = ["Function", "function"]

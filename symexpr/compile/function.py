@@ -1,0 +1,146 @@
+"""``function()``: compile a graph into a callable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symexpr.backends import get_backend
+from symexpr.graph.basic import Constant, Variable
+from symexpr.graph.fgraph import FunctionGraph
+from symexpr.graph.traversal import graph_inputs
+from symexpr.passes import resolve_passes
+
+#: The backend ``function()`` uses when none is named.
+DEFAULT_BACKEND = "numpy"
+
+
+def _argument_label(var: Variable, position: int) -> str:
+    return f"argument {var.name!r} (position {position})" if var.name else f"argument {position}"
+
+
+class Function:
+    """A compiled graph: call it with NumPy arrays, one per input.
+
+    Attributes
+    ----------
+    inputs : tuple of Variable
+        The declared inputs, in call order.
+    outputs : list of Variable
+        The user's output variables (before rewriting).
+    fgraph : FunctionGraph
+        The rewritten graph the backend compiled.
+    backend : str
+        Name of the backend that runs it.
+    """
+
+    def __init__(self, inputs, outputs, fgraph, backend_name, compiled, single):
+        self.inputs = tuple(inputs)
+        self.outputs = list(outputs)
+        self.fgraph = fgraph
+        self.backend = backend_name
+        self._compiled = compiled
+        self._single = single
+        self._names = {v.name: i for i, v in enumerate(self.inputs) if v.name}
+
+    def __repr__(self):
+        names = ", ".join(v.name or f"arg{i}" for i, v in enumerate(self.inputs))
+        return f"<symexpr.Function ({names}) -> {len(self.outputs)} output(s), backend={self.backend!r}>"
+
+    def _bind(self, args, kwargs) -> list:
+        n = len(self.inputs)
+        if len(args) > n:
+            raise TypeError(f"function takes {n} argument{'s' if n != 1 else ''}, got {len(args) + len(kwargs)}")
+        values = list(args) + [None] * (n - len(args))
+        given = [True] * len(args) + [False] * (n - len(args))
+        for key, value in kwargs.items():
+            if key not in self._names:
+                raise TypeError(f"function got an unexpected keyword argument {key!r} (inputs: {', '.join(self._names)})")
+            i = self._names[key]
+            if given[i]:
+                raise TypeError(f"function got multiple values for argument {key!r}")
+            values[i], given[i] = value, True
+        if not all(given):
+            missing = [_argument_label(v, i) for i, v in enumerate(self.inputs) if not given[i]]
+            raise TypeError(f"function takes {n} argument{'s' if n != 1 else ''}, got {sum(given)}: missing {', '.join(missing)}")
+        return values
+
+    def __call__(self, *args, **kwargs):
+        values = self._bind(args, kwargs)
+        checked = [var.type.check_value(value, _argument_label(var, i)) for i, (var, value) in enumerate(zip(self.inputs, values))]
+        results = self._compiled(checked)
+        owned = []
+        seen: set[int] = {id(a) for a in checked}
+        for out in results:
+            out = np.asarray(out)
+            # The caller owns every output: never hand back an input, a constant or a view.
+            if id(out) in seen or not out.flags.owndata or not out.flags.writeable:
+                out = out.copy()
+            seen.add(id(out))
+            owned.append(out)
+        return owned[0] if self._single else owned
+
+
+def function(inputs, outputs, backend: str | None = None, passes=None) -> Function:
+    """Compile a graph from ``inputs`` to ``outputs`` into a callable.
+
+    Parameters
+    ----------
+    inputs : list of Variable
+        Symbolic inputs (from :func:`symexpr.tensor` and friends), in call order.
+    outputs : Variable or list of Variable
+        One output (the call returns an array) or a list (the call returns a list).
+    backend : str, optional
+        A registered backend name (default ``"numpy"``).
+    passes : None, str, callable or list, optional
+        Graph passes to run before compiling; see :func:`symexpr.passes.resolve_passes`.
+
+    Returns
+    -------
+    Function
+        Checks each call's arguments against the declared types and returns fresh arrays.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If the inputs are not distinct input variables or the outputs need an input
+        that is not listed.
+
+    Notes
+    -----
+    The user's graph is never modified: nodes are immutable, and rewrites build
+    new ones.
+    """
+    if isinstance(inputs, Variable) or not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"function: inputs must be a list of input variables, got {type(inputs).__name__}")
+    single = isinstance(outputs, Variable)
+    out_list = [outputs] if single else outputs
+    if not isinstance(out_list, (list, tuple)):
+        raise TypeError(f"function: outputs must be a Variable or a list of Variables, got {type(outputs).__name__}")
+    for i, var in enumerate(inputs):
+        if not isinstance(var, Variable):
+            raise TypeError(f"function: input {i} must be a symbolic Variable, got {type(var).__name__}")
+        if isinstance(var, Constant):
+            raise TypeError(f"function: input {i} is a constant ({var!r}); only symbolic inputs can be arguments")
+        if var.owner is not None:
+            raise TypeError(
+                f"function: input {i} ({var!r}) is computed by {var.owner.op.display_name()}; "
+                "inputs must be variables made by se.tensor/scalar/vector/matrix"
+            )
+    if len({id(v) for v in inputs}) != len(inputs):
+        raise ValueError("function: the same input variable is listed more than once")
+    for i, var in enumerate(out_list):
+        if not isinstance(var, Variable):
+            raise TypeError(f"function: output {i} must be a symbolic Variable, got {type(var).__name__}")
+    declared = {id(v) for v in inputs}
+    missing = [v for v in graph_inputs(out_list) if not isinstance(v, Constant) and id(v) not in declared]
+    if missing:
+        names = ", ".join(repr(v) for v in missing)
+        raise ValueError(f"function: the outputs depend on input(s) {names} that are not in inputs")
+
+    backend_name = DEFAULT_BACKEND if backend is None else backend
+    impl = get_backend(backend_name)
+    fgraph = FunctionGraph(inputs, out_list)
+    for pass_ in resolve_passes(passes):
+        pass_(fgraph)
+    compiled = impl.compile(fgraph)
+    return Function(inputs, out_list, fgraph, backend_name, compiled, single)

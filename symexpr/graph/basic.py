@@ -1,0 +1,428 @@
+"""The graph object model: :class:`Variable`, :class:`Constant`, :class:`Apply` and :class:`Op`.
+
+Nodes are immutable and hash-consed.  Building ``op(a, b)`` twice returns the
+*same* :class:`Apply` object, and equal constants (same name, dtype, shape and
+bytes) are the same :class:`Constant`, so two structurally equal subgraphs are
+one object and ``a is b`` is structural equality, checked in O(1).  Input
+variables (``se.matrix("x")``) are unique: two inputs with the same name are two
+different variables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+
+import numpy as np
+
+from symexpr.graph.type import TensorType, format_shape
+
+_intern_lock = threading.Lock()
+
+
+def _ops():
+    # The tensor API is imported lazily: it is built on top of this module.
+    from symexpr import ops
+
+    return ops
+
+
+class Variable:
+    """A symbolic tensor: the output of an :class:`Apply`, an input, or a :class:`Constant`.
+
+    Parameters
+    ----------
+    type : TensorType
+        Dtype and static shape.
+    owner : Apply or None
+        The node that computes this variable; ``None`` for inputs and constants.
+    index : int or None
+        Position of this variable in ``owner.outputs``.
+    name : str or None
+        Display name.
+
+    Variables behave like NumPy arrays: arithmetic, comparisons, ``@``,
+    indexing, ``.T``, ``.sum()``, ``.reshape()`` and friends build new graph nodes.
+    """
+
+    __slots__ = ("type", "owner", "index", "name", "__weakref__")
+    __array_ufunc__ = None  # make NumPy defer to our reflected operators
+    __hash__ = object.__hash__  # identity: nodes are hash-consed
+
+    def __init__(self, type: TensorType, owner: "Apply | None" = None, index: int | None = None, name=None):
+        if not isinstance(type, TensorType):
+            raise TypeError(f"Variable: type must be a TensorType, got {type!r}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Variable: name must be a str or None, got {name!r}")
+        self.type = type
+        self.owner = owner
+        self.index = index
+        self.name = name
+
+    # -- NumPy-style attributes -------------------------------------------------
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    @property
+    def shape(self) -> tuple:
+        return self.type.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.type.ndim
+
+    @property
+    def T(self) -> "Variable":
+        return _ops().transpose(self)
+
+    def __repr__(self):
+        label = self.name or (self.owner.op.display_name() if self.owner is not None else "Variable")
+        return f"<{label}: {self.type}>"
+
+    def __bool__(self):
+        raise TypeError(
+            "the truth value of a symbolic variable is unknown until the function runs; "
+            "use se.where(cond, a, b) or compare inside the graph"
+        )
+
+    def __iter__(self):
+        raise TypeError("a symbolic variable cannot be iterated; index it with x[i] instead")
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d variable")
+        if self.shape[0] is None:
+            raise TypeError("len(): the first dimension is not known until the function runs")
+        return self.shape[0]
+
+    # -- arithmetic -------------------------------------------------------------
+    def __add__(self, other):
+        return _ops().add(self, other)
+
+    def __radd__(self, other):
+        return _ops().add(other, self)
+
+    def __sub__(self, other):
+        return _ops().sub(self, other)
+
+    def __rsub__(self, other):
+        return _ops().sub(other, self)
+
+    def __mul__(self, other):
+        return _ops().mul(self, other)
+
+    def __rmul__(self, other):
+        return _ops().mul(other, self)
+
+    def __truediv__(self, other):
+        return _ops().true_div(self, other)
+
+    def __rtruediv__(self, other):
+        return _ops().true_div(other, self)
+
+    def __floordiv__(self, other):
+        return _ops().floor_div(self, other)
+
+    def __rfloordiv__(self, other):
+        return _ops().floor_div(other, self)
+
+    def __mod__(self, other):
+        return _ops().mod(self, other)
+
+    def __rmod__(self, other):
+        return _ops().mod(other, self)
+
+    def __pow__(self, other):
+        return _ops().power(self, other)
+
+    def __rpow__(self, other):
+        return _ops().power(other, self)
+
+    def __matmul__(self, other):
+        return _ops().matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _ops().matmul(other, self)
+
+    def __neg__(self):
+        return _ops().neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _ops().abs(self)
+
+    def __invert__(self):
+        return _ops().invert(self)
+
+    def __and__(self, other):
+        return _ops().bitwise_and(self, other)
+
+    def __rand__(self, other):
+        return _ops().bitwise_and(other, self)
+
+    def __or__(self, other):
+        return _ops().bitwise_or(self, other)
+
+    def __ror__(self, other):
+        return _ops().bitwise_or(other, self)
+
+    def __xor__(self, other):
+        return _ops().bitwise_xor(self, other)
+
+    def __rxor__(self, other):
+        return _ops().bitwise_xor(other, self)
+
+    # -- comparisons (elementwise, like NumPy) ----------------------------------
+    def __lt__(self, other):
+        return _ops().less(self, other)
+
+    def __le__(self, other):
+        return _ops().less_equal(self, other)
+
+    def __gt__(self, other):
+        return _ops().greater(self, other)
+
+    def __ge__(self, other):
+        return _ops().greater_equal(self, other)
+
+    def __eq__(self, other):
+        return _ops().equal(self, other)
+
+    def __ne__(self, other):
+        return _ops().not_equal(self, other)
+
+    # -- methods ----------------------------------------------------------------
+    def __getitem__(self, index):
+        return _ops().getitem(self, index)
+
+    def sum(self, axis=None, keepdims=False):
+        return _ops().sum(self, axis=axis, keepdims=keepdims)
+
+    def prod(self, axis=None, keepdims=False):
+        return _ops().prod(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return _ops().max(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        return _ops().min(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return _ops().mean(self, axis=axis, keepdims=keepdims)
+
+    def var(self, axis=None, keepdims=False, ddof=0):
+        return _ops().var(self, axis=axis, keepdims=keepdims, ddof=ddof)
+
+    def argmax(self, axis=None, keepdims=False):
+        return _ops().argmax(self, axis=axis, keepdims=keepdims)
+
+    def argmin(self, axis=None, keepdims=False):
+        return _ops().argmin(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+            shape = shape[0]
+        return _ops().reshape(self, shape)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], (int, np.integer))):
+            axes = axes[0]
+        return _ops().transpose(self, axes or None)
+
+    def astype(self, dtype):
+        return _ops().cast(self, dtype)
+
+    def squeeze(self, axis=None):
+        return _ops().squeeze(self, axis)
+
+    def eval(self, inputs: dict | None = None):
+        """Evaluate with the NumPy reference backend.
+
+        Parameters
+        ----------
+        inputs : dict, optional
+            Maps each input variable this one depends on to its array.
+        """
+        from symexpr.compile.function import function
+
+        inputs = inputs or {}
+        return function(list(inputs), self, backend="numpy")(*inputs.values())
+
+
+class Constant(Variable):
+    """A variable with a fixed value, stored as a read-only NumPy array.
+
+    Equal constants (same name, dtype, shape and bytes) are interned to one object.
+    """
+
+    __slots__ = ("data", "digest")
+    _interned: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+
+    def __new__(cls, data, name=None):
+        array = np.array(data, copy=True, order="C")
+        ttype = TensorType(array.dtype, array.shape)
+        array.setflags(write=False)
+        digest = hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest()
+        key = (name, ttype, digest)
+        with _intern_lock:
+            found = cls._interned.get(key)
+            if found is not None:
+                return found
+            self = object.__new__(cls)
+            Variable.__init__(self, ttype, None, None, name)
+            self.data = array
+            self.digest = digest
+            cls._interned[key] = self
+        return self
+
+    def __init__(self, data, name=None):  # all the work happens in __new__
+        pass
+
+    def __setattr__(self, name, value):
+        if hasattr(self, "digest") and name != "name":
+            raise AttributeError("Constant is immutable")
+        object.__setattr__(self, name, value)
+
+    def __repr__(self):
+        return f"<Constant {self.name or _short_value(self.data)}: {self.type}>"
+
+
+def _short_value(data: np.ndarray) -> str:
+    if data.size <= 4:
+        text = np.array2string(data, separator=", ")
+        return text if data.ndim else str(data.item())
+    return f"{{{format_shape(data.shape)}}}"
+
+
+class Apply:
+    """One application of an :class:`Op` to input variables.
+
+    ``Apply(op, inputs, output_types)`` is hash-consed: the same op applied to
+    the same input objects returns the existing node.  Nodes are immutable;
+    rewrites build new nodes rather than editing old ones.
+    """
+
+    __slots__ = ("op", "inputs", "outputs", "__weakref__")
+    _interned: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+
+    def __new__(cls, op: "Op", inputs, output_types):
+        inputs = tuple(inputs)
+        for i, var in enumerate(inputs):
+            if not isinstance(var, Variable):
+                raise TypeError(f"{op}: input {i} must be a Variable, got {type(var).__name__}")
+        key = (op, tuple(map(id, inputs)))
+        with _intern_lock:
+            found = cls._interned.get(key)
+            if found is not None:
+                return found
+            self = object.__new__(cls)
+            object.__setattr__(self, "op", op)
+            object.__setattr__(self, "inputs", inputs)
+            object.__setattr__(
+                self, "outputs", tuple(Variable(t, self, i) for i, t in enumerate(output_types))
+            )
+            cls._interned[key] = self
+        return self
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Apply nodes are immutable; build a new node instead")
+
+    @property
+    def out(self) -> Variable:
+        """The single output of a one-output node."""
+        (out,) = self.outputs
+        return out
+
+    def __repr__(self):
+        return f"<Apply {self.op.display_name()}>"
+
+
+class _OpMeta(type):
+    def __call__(cls, *args, **kwargs):
+        op = super().__call__(*args, **kwargs)
+        object.__setattr__(op, "_frozen", True)
+        object.__setattr__(op, "_hash", hash((type(op), op.props())))
+        return op
+
+
+class Op(metaclass=_OpMeta):
+    """Base class of every operation.
+
+    Subclasses name their parameters in ``__props__``; the parameters give the
+    op's equality, hash and printed form.  Ops are immutable once constructed.
+
+    A subclass implements
+
+    - ``make_node(*inputs) -> Apply``: checks types and infers output dtypes and
+      static shapes, raising at graph-build time on bad input;
+    - ``perform(node, inputs) -> list``: the NumPy reference implementation;
+    - ``infer_shape(node, input_shapes) -> list``: the concrete output shapes for
+      concrete input shapes (used by backends to plan memory);
+    - optionally ``decompose(node) -> list``: the same computation in simpler
+      ops, for backends that do not implement the op natively.
+    """
+
+    __props__: tuple = ()
+    #: Whether the constant-folding pass may evaluate this op.
+    do_constant_folding = True
+
+    def props(self) -> tuple:
+        return tuple(getattr(self, p) for p in self.__props__)
+
+    def __setattr__(self, name, value):
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"{type(self).__name__} is immutable")
+        object.__setattr__(self, name, value)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.props() == other.props()
+
+    def __hash__(self):
+        return self._hash
+
+    def display_name(self) -> str:
+        """Name used by printers, e.g. ``Sum{axis=(0,)}``."""
+        params = ", ".join(f"{p}={_prop_text(getattr(self, p))}" for p in self.__props__)
+        return f"{type(self).__name__}{{{params}}}" if params else type(self).__name__
+
+    def __str__(self):
+        return self.display_name()
+
+    __repr__ = __str__
+
+    def __call__(self, *inputs):
+        node = self.make_node(*inputs)
+        return node.outputs[0] if len(node.outputs) == 1 else list(node.outputs)
+
+    def make_node(self, *inputs) -> Apply:
+        raise NotImplementedError
+
+    def perform(self, node: Apply, inputs: list) -> list:
+        raise NotImplementedError(f"{self} has no reference implementation")
+
+    def infer_shape(self, node: Apply, input_shapes: list) -> list:
+        raise NotImplementedError(f"{self} has no shape inference")
+
+    def decompose(self, node: Apply):
+        """Outputs of ``node`` rebuilt from simpler ops, or ``None`` if primitive."""
+        return None
+
+    def pprint(self, node: Apply, args: list) -> tuple[str, int]:
+        """Infix text for ``node`` given its inputs' texts: ``(text, precedence)``.
+
+        The default is function-call syntax, which binds tightest.
+        """
+        params = [f"{p}={_prop_text(getattr(self, p))}" for p in self.__props__]
+        return f"{type(self).__name__.lower()}({', '.join(list(args) + params)})", 100
+
+
+def _prop_text(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)

@@ -1,0 +1,121 @@
+"""FunctionGraph: the working copy of a user's graph that passes rewrite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from symexpr.graph.basic import Apply, Constant, Variable
+from symexpr.graph.traversal import ancestors, toposort
+
+
+class FunctionGraph:
+    """A graph from fixed ``inputs`` to ``outputs`` that passes rewrite.
+
+    Nodes are immutable and hash-consed, so the user's graph is never modified:
+    :meth:`replace` rebuilds the consumers of the replaced variable and moves
+    the outputs to the new graph.  Derived views (:meth:`toposort`,
+    :attr:`clients`) are recomputed lazily after a change.
+
+    Parameters
+    ----------
+    inputs : list of Variable
+        Ownerless, non-constant variables: the function's arguments.
+    outputs : list of Variable
+        What the function returns.
+    """
+
+    def __init__(self, inputs: Iterable[Variable], outputs: Iterable[Variable]):
+        self.inputs = tuple(inputs)
+        self.outputs = list(outputs)
+        for i, var in enumerate(self.inputs):
+            if not isinstance(var, Variable) or var.owner is not None or isinstance(var, Constant):
+                raise TypeError(f"FunctionGraph: input {i} must be an input variable, got {var!r}")
+        self.history: list[tuple[str, Variable, Variable]] = []
+        self._order: list[Apply] | None = None
+        self._clients: dict | None = None
+
+    # -- derived views ------------------------------------------------------------
+    def toposort(self) -> list[Apply]:
+        """Apply nodes in dependency order."""
+        if self._order is None:
+            self._order = toposort(self.outputs)
+        return self._order
+
+    @property
+    def apply_nodes(self) -> list[Apply]:
+        return self.toposort()
+
+    @property
+    def variables(self) -> list[Variable]:
+        """Every variable in the graph: inputs, constants and node outputs."""
+        seen: dict[int, Variable] = {id(v): v for v in self.inputs}
+        for node in self.toposort():
+            for var in (*node.inputs, *node.outputs):
+                seen.setdefault(id(var), var)
+        for var in self.outputs:
+            seen.setdefault(id(var), var)
+        return list(seen.values())
+
+    @property
+    def clients(self) -> dict[Variable, list]:
+        """Maps each variable to its uses: ``(apply, input_index)`` or ``("output", i)``."""
+        if self._clients is None:
+            clients: dict[Variable, list] = {var: [] for var in self.inputs}
+            for node in self.toposort():
+                for i, var in enumerate(node.inputs):
+                    clients.setdefault(var, []).append((node, i))
+                for var in node.outputs:
+                    clients.setdefault(var, [])
+            for i, var in enumerate(self.outputs):
+                clients.setdefault(var, []).append(("output", i))
+            self._clients = clients
+        return self._clients
+
+    def _changed(self):
+        self._order = None
+        self._clients = None
+
+    # -- rewriting ----------------------------------------------------------------
+    def replace(self, old: Variable, new: Variable, reason: str = "") -> None:
+        """Make every use of ``old`` use ``new`` instead.
+
+        Raises
+        ------
+        TypeError
+            If ``new`` has another dtype or rank than ``old``, or a static
+            dimension that contradicts ``old``'s.
+        """
+        self.replace_all({old: new}, reason=reason)
+
+    def replace_all(self, replacements: Mapping[Variable, Variable], reason: str = "") -> None:
+        """Apply several replacements in one rebuild of the graph.
+
+        Uses of a replaced variable inside a replacement's own subgraph are kept,
+        so ``replace(x, cast(x))`` inserts the cast rather than a cycle.
+        """
+        mapping: dict[int, Variable] = {}
+        for old, new in replacements.items():
+            if not isinstance(new, Variable):
+                raise TypeError(f"replace: the replacement must be a Variable, got {type(new).__name__}")
+            if not old.type.is_compatible(new.type):
+                raise TypeError(f"replace: cannot replace {old!r} of type {old.type} with {new!r} of type {new.type}")
+            if old is not new:
+                mapping[id(old)] = new
+                self.history.append((reason, old, new))
+        if not mapping:
+            return
+        keep = ancestors(mapping.values())
+        for node in self.toposort():
+            if any(id(out) in keep for out in node.outputs):
+                continue
+            inputs = [mapping.get(id(var), var) for var in node.inputs]
+            if all(a is b for a, b in zip(inputs, node.inputs)):
+                continue
+            rebuilt = node.op.make_node(*inputs)
+            for old_out, new_out in zip(node.outputs, rebuilt.outputs):
+                mapping.setdefault(id(old_out), new_out)
+        self.outputs = [mapping.get(id(var), var) for var in self.outputs]
+        self._changed()
+
+    def __repr__(self):
+        return f"FunctionGraph({list(self.inputs)} -> {self.outputs})"

@@ -1,0 +1,119 @@
+"""Tensor types: an element dtype and a static shape with ``None`` for unknown dims."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symexpr.dtypes import canonical_dtype
+
+
+def format_shape(shape) -> str:
+    """``(None, 8)`` style text for a static shape (trailing comma for rank 1)."""
+    inner = ", ".join("None" if d is None else str(d) for d in shape)
+    if len(shape) == 1:
+        inner += ","
+    return f"({inner})"
+
+
+def normalize_shape(shape, what: str = "shape") -> tuple:
+    """Validate a static shape: a tuple of non-negative ints or ``None``."""
+    if shape is None:
+        raise TypeError(f"{what}: expected a tuple of ints or None, got None")
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{what}: expected a tuple of ints or None, got {shape!r}") from None
+    out = []
+    for i, d in enumerate(dims):
+        if d is None:
+            out.append(None)
+        elif isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0:
+            out.append(int(d))
+        else:
+            raise TypeError(f"{what}: dimension {i} must be a non-negative int or None, got {d!r}")
+    return tuple(out)
+
+
+class TensorType:
+    """The type of a tensor variable: ``dtype`` and static ``shape``.
+
+    Parameters
+    ----------
+    dtype : str or numpy.dtype
+        One of :data:`symexpr.dtypes.SUPPORTED_DTYPES`.
+    shape : tuple of (int or None)
+        Static shape; ``None`` marks a dimension known only at call time.
+
+    Types are immutable and compare by value.
+    """
+
+    __slots__ = ("dtype", "shape", "_hash")
+
+    def __init__(self, dtype, shape=()):
+        object.__setattr__(self, "dtype", canonical_dtype(dtype))
+        object.__setattr__(self, "shape", normalize_shape(shape))
+        object.__setattr__(self, "_hash", hash((TensorType, self.dtype, self.shape)))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("TensorType is immutable")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __eq__(self, other):
+        return isinstance(other, TensorType) and self.dtype == other.dtype and self.shape == other.shape
+
+    def __hash__(self):
+        return self._hash
+
+    def __repr__(self):
+        return f"TensorType({self.dtype}, {format_shape(self.shape)})"
+
+    def __str__(self):
+        return f"{self.dtype}{format_shape(self.shape)}"
+
+    def is_compatible(self, other: "TensorType") -> bool:
+        """True when a value of ``other`` could also be a value of ``self``.
+
+        Same dtype and rank, and no static dimension that both know and disagree on.
+        """
+        return (
+            self.dtype == other.dtype
+            and self.ndim == other.ndim
+            and all(a is None or b is None or a == b for a, b in zip(self.shape, other.shape))
+        )
+
+    def check_value(self, value, what: str = "value"):
+        """Check a runtime array against this type; return it as an ndarray.
+
+        Raises
+        ------
+        TypeError
+            If ``value`` is not a NumPy array or scalar, or has another dtype.
+        ValueError
+            If its rank or a static dimension differs.
+        """
+        if isinstance(value, np.generic):
+            value = np.asarray(value)
+        elif not isinstance(value, np.ndarray):
+            raise TypeError(
+                f"{what}: expected a numpy.ndarray of dtype {self.dtype} and shape "
+                f"{format_shape(self.shape)}, got {type(value).__name__}"
+            )
+        if value.dtype.name != self.dtype:
+            raise TypeError(f"{what}: expected dtype {self.dtype}, got {value.dtype.name}")
+        if value.ndim != self.ndim:
+            raise ValueError(
+                f"{what}: expected {self.ndim} dimension{'s' if self.ndim != 1 else ''} "
+                f"(shape {format_shape(self.shape)}), got {value.ndim} (shape {format_shape(value.shape)})"
+            )
+        for i, (want, got) in enumerate(zip(self.shape, value.shape)):
+            if want is not None and want != got:
+                raise ValueError(
+                    f"{what}: dimension {i} must be {want} (declared shape {format_shape(self.shape)}), "
+                    f"got shape {format_shape(value.shape)}"
+                )
+        return value

@@ -1,0 +1,222 @@
+"""Elementwise operations with NumPy broadcasting."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symexpr.dtypes import canonical_dtype, is_python_scalar
+from symexpr.graph.basic import Apply, Op, Variable
+from symexpr.graph.type import TensorType, format_shape
+from symexpr.ops import scalar as ps
+from symexpr.ops.convert import as_operands, as_tensor
+
+
+def broadcast_static(shapes, what: str) -> tuple:
+    """NumPy broadcasting of static shapes (``None`` = unknown), raising at build time.
+
+    A ``None`` next to a known ``k > 1`` becomes ``k``: the only sizes that
+    broadcast are 1 and ``k``, and either way the result has ``k``.
+    """
+    ndim = max((len(s) for s in shapes), default=0)
+    result = []
+    for axis in range(-ndim, 0):
+        dims = [s[axis] for s in shapes if len(s) >= -axis]
+        known = {d for d in dims if d is not None and d != 1}
+        if len(known) > 1:
+            raise ValueError(
+                f"{what}: shapes {', '.join(format_shape(s) for s in shapes)} cannot be broadcast together "
+                f"(dimension {axis} has sizes {', '.join(str(d) for d in sorted(known))})"
+            )
+        if known:
+            result.append(known.pop())
+        elif any(d is None for d in dims):
+            result.append(None)
+        else:
+            result.append(1)
+    return tuple(result)
+
+
+def broadcast_concrete(shapes) -> tuple:
+    return tuple(np.broadcast_shapes(*shapes))
+
+
+class Elemwise(Op):
+    """A :class:`~symexpr.ops.scalar.ScalarOp` applied element by element, with broadcasting."""
+
+    __props__ = ("scalar_op",)
+
+    def __init__(self, scalar_op: ps.ScalarOp):
+        self.scalar_op = scalar_op
+
+    def display_name(self) -> str:
+        op = self.scalar_op
+        name = "".join(part.capitalize() for part in op.name.split("_"))
+        if op.params:
+            name += "{" + ", ".join(f"{k}={v}" for k, v in op.params) + "}"
+        return name
+
+    def make_node(self, *inputs) -> Apply:
+        op = self.scalar_op
+        if len(inputs) != op.nin:
+            raise TypeError(f"{op.name}: expected {op.nin} operand(s), got {len(inputs)}")
+        inputs = [as_tensor(v) for v in inputs]
+        shape = broadcast_static([v.shape for v in inputs], op.name)
+        dtype = op.out_dtype(*[v.dtype for v in inputs])
+        return Apply(self, inputs, [TensorType(dtype, shape)])
+
+    def perform(self, node, inputs):
+        out = np.asarray(self.scalar_op.impl(*inputs))
+        return [out]
+
+    def infer_shape(self, node, input_shapes):
+        return [broadcast_concrete(input_shapes)]
+
+    def decompose(self, node):
+        out = self.scalar_op.decompose(*node.inputs)
+        if out is None:
+            return None
+        return [cast(out, node.outputs[0].dtype)]
+
+    def pprint(self, node, args):
+        op = self.scalar_op
+        if op.symbol is not None and op.nin == 2:
+            return f"{args[0]} {op.symbol} {args[1]}", op.precedence
+        if op.symbol is not None and op.nin == 1:
+            return f"{op.symbol}{args[0]}", op.precedence
+        params = [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in op.params]
+        return f"{op.name}({', '.join(list(args) + params)})", 100
+
+
+def _apply(scalar_op: ps.ScalarOp, *operands, strong_from=None) -> Variable:
+    inputs = as_operands(operands, scalar_op.name, strong_from=strong_from)
+    return Elemwise(scalar_op)(*inputs)
+
+
+def _binary(scalar_op: ps.ScalarOp, doc: str):
+    def fn(a, b):
+        return _apply(scalar_op, a, b)
+
+    fn.__name__ = scalar_op.name
+    fn.__doc__ = f"{doc}, elementwise with NumPy broadcasting and NEP 50 promotion."
+    return fn
+
+
+def _comparison(scalar_op: ps.ScalarOp, doc: str):
+    def fn(a, b):
+        a, b = _comparison_operands(a, b, scalar_op.name)
+        return Elemwise(scalar_op)(a, b)
+
+    fn.__name__ = scalar_op.name
+    fn.__doc__ = f"{doc}, elementwise; returns bool."
+    return fn
+
+
+def _comparison_operands(a, b, what):
+    # NumPy 2 compares an integer array with an out-of-range Python int exactly
+    # (``uint8_array < -1`` is all False); a wider constant gives the same answer.
+    try:
+        return as_operands([a, b], what)
+    except OverflowError:
+        scalar = a if is_python_scalar(a) else b
+        wide = as_tensor(np.asarray(scalar, dtype=np.int64 if -(2**63) <= scalar < 2**63 else np.float64))
+        return (wide, as_tensor(b)) if scalar is a else (as_tensor(a), wide)
+
+
+def _unary(scalar_op: ps.ScalarOp, doc: str):
+    def fn(x):
+        return _apply(scalar_op, x)
+
+    fn.__name__ = scalar_op.name
+    fn.__doc__ = f"{doc}, elementwise."
+    return fn
+
+
+add = _binary(ps.add, "``a + b``")
+sub = _binary(ps.sub, "``a - b``")
+mul = _binary(ps.mul, "``a * b``")
+true_div = _binary(ps.true_div, "``a / b``")
+floor_div = _binary(ps.floor_div, "``a // b`` (NumPy's floor division: rounds toward -inf)")
+mod = _binary(ps.mod, "``a % b`` (NumPy's remainder: takes the sign of ``b``)")
+power = _binary(ps.power, "``a ** b``")
+maximum = _binary(ps.maximum, "Larger of ``a`` and ``b`` (NaN propagates)")
+minimum = _binary(ps.minimum, "Smaller of ``a`` and ``b`` (NaN propagates)")
+bitwise_and = _binary(ps.bitwise_and, "``a & b`` (logical on bool, bitwise on integers)")
+bitwise_or = _binary(ps.bitwise_or, "``a | b`` (logical on bool, bitwise on integers)")
+bitwise_xor = _binary(ps.bitwise_xor, "``a ^ b`` (logical on bool, bitwise on integers)")
+less = _comparison(ps.less, "``a < b``")
+less_equal = _comparison(ps.less_equal, "``a <= b``")
+greater = _comparison(ps.greater, "``a > b``")
+greater_equal = _comparison(ps.greater_equal, "``a >= b``")
+equal = _comparison(ps.equal, "``a == b``")
+not_equal = _comparison(ps.not_equal, "``a != b``")
+
+neg = _unary(ps.neg, "``-x``")
+invert = _unary(ps.invert, "``~x`` (logical not on bool, bitwise not on integers)")
+abs = _unary(ps.abs, "``|x|`` (integers wrap: ``abs(int8(-128)) == -128``)")
+exp = _unary(ps.exp, "``e ** x``")
+log = _unary(ps.log, "Natural logarithm")
+log1p = _unary(ps.log1p, "``log(1 + x)``, accurate for small ``x``")
+expm1 = _unary(ps.expm1, "``exp(x) - 1``, accurate for small ``x``")
+sqrt = _unary(ps.sqrt, "Square root")
+rsqrt = _unary(ps.rsqrt, "``1 / sqrt(x)``")
+sin = _unary(ps.sin, "Sine")
+cos = _unary(ps.cos, "Cosine")
+tanh = _unary(ps.tanh, "Hyperbolic tangent")
+sigmoid = _unary(ps.sigmoid, "Logistic sigmoid ``1 / (1 + exp(-x))``, computed stably")
+erf = _unary(ps.erf, "Gauss error function")
+relu = _unary(ps.relu, "``maximum(x, 0)``")
+silu = _unary(ps.silu, "``x * sigmoid(x)`` (also called swish)")
+sign = _unary(ps.sign, "Sign: -1, 0 or 1 (NaN stays NaN)")
+floor = _unary(ps.floor, "Round toward -inf")
+ceil = _unary(ps.ceil, "Round toward +inf")
+round = _unary(ps.round, "Round half to even, like ``numpy.round``")
+isnan = _unary(ps.isnan, "True where ``x`` is NaN")
+isinf = _unary(ps.isinf, "True where ``x`` is +inf or -inf")
+isfinite = _unary(ps.isfinite, "True where ``x`` is neither NaN nor infinite")
+
+
+def gelu(x, approximate: str = "none") -> Variable:
+    """Gaussian error linear unit.
+
+    Parameters
+    ----------
+    x : tensor_like
+    approximate : {"none", "tanh"}
+        ``"none"``: ``0.5 x (1 + erf(x / sqrt 2))``; ``"tanh"``: the tanh approximation
+        ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+    """
+    if approximate == "none":
+        return _apply(ps.gelu_erf, x)
+    if approximate == "tanh":
+        return _apply(ps.gelu_tanh, x)
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def clip(x, a_min=None, a_max=None) -> Variable:
+    """Limit ``x`` to ``[a_min, a_max]`` like ``numpy.clip``; either bound may be ``None``."""
+    if a_min is None and a_max is None:
+        raise ValueError("clip: at least one of a_min and a_max must be given")
+    if a_min is None:
+        return minimum(x, a_max)
+    if a_max is None:
+        return maximum(x, a_min)
+    return _apply(ps.clip, x, a_min, a_max)
+
+
+def where(condition, x, y) -> Variable:
+    """``x`` where ``condition`` is true (nonzero), else ``y``, with broadcasting.
+
+    The result dtype promotes ``x`` and ``y``; Python scalars among them are weak.
+    """
+    cond = as_tensor(condition)
+    x, y = as_operands([x, y], "where")
+    return Elemwise(ps.where)(cond, x, y)
+
+
+def cast(x, dtype) -> Variable:
+    """Convert ``x`` to ``dtype`` like ``ndarray.astype`` (float to int truncates toward 0)."""
+    x = as_tensor(x)
+    dtype = canonical_dtype(dtype, "cast: dtype")
+    if x.dtype == dtype:
+        return x
+    return Elemwise(ps.Cast(dtype))(x)
