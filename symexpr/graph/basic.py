@@ -292,9 +292,10 @@ class Constant(Variable):
 
 
 def _short_value(data: np.ndarray) -> str:
+    if data.ndim == 0:
+        return str(data[()])
     if data.size <= 4:
-        text = np.array2string(data, separator=", ")
-        return text if data.ndim else str(data.item())
+        return np.array2string(data, separator=", ")
     return f"{{{format_shape(data.shape)}}}"
 
 

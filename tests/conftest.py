@@ -1,0 +1,20 @@
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+# "ci" is deterministic so a red run can be reproduced; "dev" explores more.
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+#: Backends the suite runs against; the numpy reference is always first.
+TEST_BACKENDS = [b for b in os.environ.get("SYMEXPR_TEST_BACKENDS", "numpy").split(",") if b]
+
+
+@pytest.fixture(params=TEST_BACKENDS)
+def backend(request):
+    """Name of a backend to compile with; tests using it run once per backend."""
+    return request.param

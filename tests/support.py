@@ -1,0 +1,93 @@
+"""Shared test helpers: compare a graph against NumPy, and hypothesis strategies."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import symexpr as se
+
+ALL_DTYPES = list(se.dtypes.SUPPORTED_DTYPES)
+FLOAT_DTYPES = ["float16", "float32", "float64"]
+INT_DTYPES = ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"]
+
+
+def symbolic_like(array: np.ndarray, name: str, known: bool = False) -> se.Variable:
+    """An input variable for ``array``: static dims when ``known``, else all None."""
+    shape = array.shape if known else (None,) * array.ndim
+    return se.tensor(name, dtype=array.dtype, shape=shape)
+
+
+def assert_matches_numpy(out, inputs, expected, backend="numpy", rtol=None, atol=0.0):
+    """Compile ``out`` from ``inputs`` (list of (variable, array)) and compare with ``expected``.
+
+    Checks: the inferred dtype equals NumPy's exactly, the static shape agrees
+    with the actual shape, ``infer_shape`` gives the actual shape, and the
+    values equal (exactly unless ``rtol`` is given), NaN where NumPy has NaN.
+    """
+    expected = np.asarray(expected)
+    variables = [v for v, _ in inputs]
+    arrays = [a for _, a in inputs]
+    assert out.dtype == expected.dtype.name, f"inferred dtype {out.dtype}, numpy gives {expected.dtype}"
+    assert out.ndim == expected.ndim, f"inferred rank {out.ndim}, numpy gives {expected.ndim}"
+    for got_dim, want_dim in zip(out.shape, expected.shape):
+        assert got_dim is None or got_dim == want_dim, f"static shape {out.shape} vs numpy {expected.shape}"
+    if out.owner is not None:
+        shapes = _concrete_input_shapes(out, dict(zip(map(id, variables), arrays)))
+        if shapes is not None:
+            inferred = out.owner.op.infer_shape(out.owner, shapes)[out.index]
+            assert tuple(inferred) == expected.shape, f"infer_shape {inferred} vs numpy {expected.shape}"
+    f = se.function(variables, out, backend=backend)
+    got = f(*arrays)
+    assert isinstance(got, np.ndarray)
+    assert got.dtype == expected.dtype, f"result dtype {got.dtype}, numpy gives {expected.dtype}"
+    assert got.shape == expected.shape, f"result shape {got.shape}, numpy gives {expected.shape}"
+    if rtol is None and atol == 0.0:
+        np.testing.assert_array_equal(got, expected)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=rtol or 0.0, atol=atol, equal_nan=True)
+    return got
+
+
+def _concrete_input_shapes(out, values):
+    shapes = []
+    for var in out.owner.inputs:
+        if id(var) in values:
+            shapes.append(values[id(var)].shape)
+        elif isinstance(var, se.Constant):
+            shapes.append(var.data.shape)
+        else:
+            return None
+    return shapes
+
+
+def dtypes(choices=ALL_DTYPES):
+    return st.sampled_from(choices)
+
+
+def arrays(dtype, shape, elements=None):
+    """Arrays of ``dtype``/``shape``; floats include NaN, +-inf and -0.0 unless ``elements`` says."""
+    if elements is None and np.dtype(dtype).kind == "f":
+        elements = st.floats(width=np.dtype(dtype).itemsize * 8, allow_nan=True, allow_infinity=True)
+    return hnp.arrays(np.dtype(dtype), shape, elements=elements)
+
+
+def finite_arrays(dtype, shape, min_value=-100, max_value=100):
+    kind = np.dtype(dtype).kind
+    if kind == "f":
+        el = st.floats(min_value, max_value, width=np.dtype(dtype).itemsize * 8, allow_subnormal=False)
+    elif kind == "b":
+        el = st.booleans()
+    else:
+        info = np.iinfo(dtype)
+        el = st.integers(max(info.min, min_value), min(info.max, max_value))
+    return hnp.arrays(np.dtype(dtype), shape, elements=el)
+
+
+def shapes(min_dims=0, max_dims=3, min_side=0, max_side=4):
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
+
+
+def broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=4):
+    return hnp.mutually_broadcastable_shapes(num_shapes=num_shapes, min_dims=min_dims, max_dims=max_dims, max_side=max_side)
