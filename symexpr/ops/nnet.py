@@ -185,6 +185,9 @@ class LayerNorm(Op):
             y = y + bias
         return [ew.cast(y, out)]
 
+    def display_name(self):
+        return f"LayerNorm{{eps={self.eps!r}}}"
+
     def pprint(self, node, args):
         return f"layer_norm({', '.join(args)}, eps={self.eps!r})", 100
 
@@ -220,6 +223,9 @@ class RMSNorm(Op):
         if params:
             y = y * params[0]
         return [ew.cast(y, out)]
+
+    def display_name(self):
+        return f"RMSNorm{{eps={self.eps!r}}}"
 
     def pprint(self, node, args):
         return f"rms_norm({', '.join(args)}, eps={self.eps!r})", 100

@@ -61,6 +61,9 @@ class Reshape(Op):
     def perform(self, node, inputs):
         return [np.reshape(inputs[0], self.shape)]
 
+    def pprint(self, node, args):
+        return f"reshape({args[0]}, {self.shape})", 100
+
     def infer_shape(self, node, input_shapes):
         return [_resolve_reshape(tuple(input_shapes[0]), self.shape, "reshape")]
 
