@@ -16,7 +16,6 @@ from symexpr.graph.basic import Apply, Constant, Op, Variable
 from symexpr.graph.fgraph import FunctionGraph
 from symexpr.graph.type import TensorType
 from symexpr.ops import *  # noqa: F401,F403  (the op library is the public API)
-from symexpr.ops import __dict__ as _ops_namespace
 from symexpr.printing import debugprint, pprint, to_dot, to_networkx
 from symexpr.symbols import matrix, scalar, tensor, vector
 

@@ -8,6 +8,8 @@ scalars and arrays are *strong*.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 #: Every element type a tensor may have, in NumPy's spelling.
@@ -48,6 +50,21 @@ def canonical_dtype(dtype, what: str = "dtype") -> str:
     TypeError
         If the dtype is not one symexpr supports.
     """
+    if isinstance(dtype, str) and dtype in _SUPPORTED:
+        return dtype
+    try:
+        return _canonical_cached(dtype)
+    except TypeError:  # unhashable, or not supported: take the slow path for the message
+        pass
+    return _canonical(dtype, what)
+
+
+@lru_cache(maxsize=256)
+def _canonical_cached(dtype) -> str:
+    return _canonical(dtype, "dtype")
+
+
+def _canonical(dtype, what: str) -> str:
     try:
         name = np.dtype(dtype).name
     except TypeError as exc:

@@ -134,8 +134,8 @@ def function(inputs, outputs, backend: str | None = None, passes=None) -> Functi
     declared = {id(v) for v in inputs}
     missing = [v for v in graph_inputs(out_list) if not isinstance(v, Constant) and id(v) not in declared]
     if missing:
-        names = ", ".join(repr(v) for v in missing)
-        raise ValueError(f"function: the outputs depend on input(s) {names} that are not in inputs")
+        names = ", ".join(f"{v.name or '<unnamed>'!s} ({v.type})" for v in missing)
+        raise ValueError(f"function: the outputs depend on input(s) not listed in inputs: {names}")
 
     backend_name = DEFAULT_BACKEND if backend is None else backend
     impl = get_backend(backend_name)

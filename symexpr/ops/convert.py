@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from symexpr.dtypes import canonical_dtype, default_scalar_dtype, is_python_scalar, weak_scalar_dtype
@@ -41,11 +43,17 @@ def as_tensor(value, name: str | None = None) -> Variable:
 
 def weak_constant(value, like_dtype: str, what: str) -> Constant:
     """A Python scalar as a constant of the dtype NEP 50 gives it next to ``like_dtype``."""
-    dtype = weak_scalar_dtype(like_dtype, value)
     try:
-        return Constant(np.asarray(value, dtype=dtype))
+        return _scalar_constant(weak_scalar_dtype(like_dtype, value), type(value), repr(value))
     except OverflowError as exc:
         raise OverflowError(f"{what}: {exc}") from None
+
+
+@lru_cache(maxsize=1024)
+def _scalar_constant(dtype: str, kind: type, text: str) -> Constant:
+    # Keyed by repr so that -0.0 and 0.0 (equal as floats) stay apart.
+    value = kind(float(text) if kind is float else int(text) if kind is int else text == "True")
+    return Constant(np.asarray(value, dtype=dtype))
 
 
 def as_operands(values, what: str, strong_from=None) -> list[Variable]:

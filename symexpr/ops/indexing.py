@@ -163,5 +163,7 @@ def take(x, indices, axis=0) -> Variable:
     x = as_tensor(x)
     if x.ndim == 0:
         raise ValueError("take: cannot gather from a 0-d tensor")
+    if not _is_int(axis):
+        raise TypeError(f"take: axis must be an int, got {axis!r}")
     (axis,) = normalize_axis(axis, x.ndim, "take")
     return Take(axis)(x, indices)
