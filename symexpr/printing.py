@@ -169,7 +169,7 @@ def _pp_node(node: Apply, parts: list[tuple[str, int]]) -> tuple[str, int]:
 
 
 def pprint(obj, max_shared_len: int = 40) -> str:
-    """Infix text of a graph, e.g. ``sum(softmax(x @ w + b, axis=-1), axis=(0,))``.
+    """Infix text of a graph, e.g. ``sum(softmax(x @ w + b, axis=1), axis=(0,))``.
 
     A subexpression used more than once whose text is longer than
     ``max_shared_len`` is printed once as ``t1 = ...`` and named after.

@@ -5,6 +5,8 @@ It is the oracle that every other backend and every rewrite is tested against.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from symexpr.graph.basic import Apply, Constant
@@ -15,7 +17,9 @@ from symexpr.graph.type import format_shape
 
 def node_error(node: Apply, inputs: list, exc: Exception) -> Exception:
     """``exc`` re-raised with the failing node, its input shapes and dtypes in the message."""
-    described = ", ".join(f"{a.dtype}{format_shape(a.shape)}" for a in inputs)
+    described = ", ".join(
+        f"{a.dtype}{format_shape(a.shape)}" if isinstance(a, np.ndarray) else type(a).__name__ for a in inputs
+    )
     msg = f"{exc}\n  while evaluating {node.op.display_name()} on inputs {described}"
     try:
         return type(exc)(msg)
@@ -60,6 +64,12 @@ class NumpyBackend:
         plan = [(node, ins, outs, tuple(f)) for (node, ins, outs), f in zip(steps, frees)]
 
         def run(args: list) -> list:
+            # NaN and Inf propagate silently, as in the compiled backends.
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return execute(args)
+
+        def execute(args: list) -> list:
             storage = [None] * n_slots
             for s, value in preset.items():
                 storage[s] = value
@@ -68,8 +78,7 @@ class NumpyBackend:
             for node, ins, outs, free in plan:
                 values = [storage[s] for s in ins]
                 try:
-                    with np.errstate(all="ignore"):
-                        results = node.op.perform(node, values)
+                    results = node.op.perform(node, values)
                 except Exception as exc:
                     raise node_error(node, values, exc) from exc
                 for s, var, value in zip(outs, node.outputs, results):

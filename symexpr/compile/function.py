@@ -40,7 +40,9 @@ class Function:
         self.backend = backend_name
         self._compiled = compiled
         self._single = single
-        self._names = {v.name: i for i, v in enumerate(self.inputs) if v.name}
+        names = [v.name for v in self.inputs if v.name]
+        self._ambiguous = {n for n in names if names.count(n) > 1}
+        self._names = {v.name: i for i, v in enumerate(self.inputs) if v.name and v.name not in self._ambiguous}
 
     def __repr__(self):
         names = ", ".join(v.name or f"arg{i}" for i, v in enumerate(self.inputs))
@@ -53,6 +55,8 @@ class Function:
         values = list(args) + [None] * (n - len(args))
         given = [True] * len(args) + [False] * (n - len(args))
         for key, value in kwargs.items():
+            if key in self._ambiguous:
+                raise TypeError(f"function: keyword argument {key!r} is ambiguous: several inputs are named {key!r}")
             if key not in self._names:
                 raise TypeError(f"function got an unexpected keyword argument {key!r} (inputs: {', '.join(self._names)})")
             i = self._names[key]

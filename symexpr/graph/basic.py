@@ -55,10 +55,20 @@ class Variable:
             raise TypeError(f"Variable: type must be a TensorType, got {type!r}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Variable: name must be a str or None, got {name!r}")
-        self.type = type
-        self.owner = owner
-        self.index = index
-        self.name = name
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "owner", owner)
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "name", name)
+
+    def __setattr__(self, attr, value):
+        # Nodes are shared by every structurally equal expression, so only the
+        # display name may change.  It is shared too: naming ``x * 3`` names
+        # every ``x * 3``.
+        if attr != "name":
+            raise AttributeError(f"Variable.{attr} is immutable; build a new variable instead")
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"Variable: name must be a str or None, got {value!r}")
+        object.__setattr__(self, attr, value)
 
     # -- NumPy-style attributes -------------------------------------------------
     @property
@@ -154,6 +164,11 @@ class Variable:
 
     def __abs__(self):
         return _ops().abs(self)
+
+    def __round__(self, ndigits=None):
+        if ndigits not in (None, 0):
+            raise TypeError("round(): only rounding to an integer value (ndigits=None) is supported")
+        return _ops().round(self)
 
     def __invert__(self):
         return _ops().invert(self)
@@ -274,8 +289,8 @@ class Constant(Variable):
                 return found
             self = object.__new__(cls)
             Variable.__init__(self, ttype, None, None, name)
-            self.data = array
-            self.digest = digest
+            object.__setattr__(self, "data", array)
+            object.__setattr__(self, "digest", digest)
             cls._interned[key] = self
         return self
 
@@ -283,9 +298,10 @@ class Constant(Variable):
         pass
 
     def __setattr__(self, name, value):
-        if hasattr(self, "digest") and name != "name":
-            raise AttributeError("Constant is immutable")
-        object.__setattr__(self, name, value)
+        raise AttributeError(
+            f"Constant.{name} is immutable (a constant's name is part of its identity: "
+            "pass name= to se.constant)"
+        )
 
     def __repr__(self):
         return f"<Constant {self.name or _short_value(self.data)}: {self.type}>"
@@ -418,7 +434,8 @@ class Op(metaclass=_OpMeta):
         The default is function-call syntax, which binds tightest.
         """
         params = [f"{p}={_prop_text(getattr(self, p))}" for p in self.__props__]
-        return f"{type(self).__name__.lower()}({', '.join(list(args) + params)})", 100
+        name = "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(type(self).__name__))
+        return f"{name}({', '.join(list(args) + params)})", 100
 
 
 def _prop_text(value) -> str:

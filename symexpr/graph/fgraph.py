@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from symexpr.graph.basic import Apply, Constant, Variable
-from symexpr.graph.traversal import ancestors, toposort
+from symexpr.graph.traversal import ancestors, graph_inputs, toposort
 
 
 class FunctionGraph:
@@ -104,6 +104,11 @@ class FunctionGraph:
                 self.history.append((reason, old, new))
         if not mapping:
             return
+        allowed = {id(v) for v in self.inputs}
+        for new in mapping.values():
+            for var in graph_inputs([new]):
+                if id(var) not in allowed and not isinstance(var, Constant):
+                    raise ValueError(f"replace: the replacement {new!r} depends on {var!r}, which is not an input of this graph")
         keep = ancestors(mapping.values())
         for node in self.toposort():
             if any(id(out) in keep for out in node.outputs):

@@ -43,8 +43,11 @@ def as_tensor(value, name: str | None = None) -> Variable:
 
 def weak_constant(value, like_dtype: str, what: str) -> Constant:
     """A Python scalar as a constant of the dtype NEP 50 gives it next to ``like_dtype``."""
+    # Normalise subclasses (IntEnum, numpy-unrelated int/float subclasses) to the base type.
+    kind = bool if isinstance(value, bool) else int if isinstance(value, int) else float
+    value = kind(value)
     try:
-        return _scalar_constant(weak_scalar_dtype(like_dtype, value), type(value), repr(value))
+        return _scalar_constant(weak_scalar_dtype(like_dtype, value), kind, repr(value))
     except OverflowError as exc:
         raise OverflowError(f"{what}: {exc}") from None
 

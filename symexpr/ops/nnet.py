@@ -70,7 +70,8 @@ class _AxisOp(Op):
 
     def pprint(self, node, args):
         name = {"Softmax": "softmax", "LogSoftmax": "log_softmax", "LogSumExp": "logsumexp"}[type(self).__name__]
-        return f"{name}({args[0]}, axis={_axis_text(self.axis)})", 100
+        keep = ", keepdims=True" if getattr(self, "keepdims", False) else ""
+        return f"{name}({args[0]}, axis={_axis_text(self.axis)}{keep})", 100
 
 
 def _axis_text(axis):

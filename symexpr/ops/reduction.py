@@ -105,8 +105,13 @@ class Var(Op):
     def infer_shape(self, node, input_shapes):
         return [reduced_shape(input_shapes[0], self.axis, self.keepdims)]
 
+    def display_name(self):
+        extra = (", keepdims=True" if self.keepdims else "") + (f", ddof={self.ddof}" if self.ddof else "")
+        return f"Var{{axis={self.axis}{extra}}}"
+
     def pprint(self, node, args):
-        return f"var({args[0]}, axis={self.axis}{', ddof=%d' % self.ddof if self.ddof else ''})", 100
+        extra = (", keepdims=True" if self.keepdims else "") + (f", ddof={self.ddof}" if self.ddof else "")
+        return f"var({args[0]}, axis={self.axis}{extra})", 100
 
 
 class ArgReduce(Op):
@@ -145,7 +150,7 @@ class ArgReduce(Op):
         return [self._shape(input_shapes[0])]
 
     def pprint(self, node, args):
-        return f"{self.kind}({args[0]}, axis={self.axis})", 100
+        return f"{self.kind}({args[0]}, axis={self.axis}{', keepdims=True' if self.keepdims else ''})", 100
 
 
 def _reduce(kind, x, axis, keepdims) -> Variable:

@@ -45,6 +45,10 @@ def _resolve_reshape(in_shape: tuple, target: tuple, what: str) -> tuple:
     return target
 
 
+def _axes_text(axes: tuple) -> str:
+    return str(axes[0]) if len(axes) == 1 else str(axes)
+
+
 class Reshape(Op):
     """``numpy.reshape`` to a static target shape (one entry may be -1)."""
 
@@ -115,6 +119,9 @@ class ExpandDims(Op):
     def perform(self, node, inputs):
         return [np.expand_dims(inputs[0], self.axes)]
 
+    def pprint(self, node, args):
+        return f"expand_dims({args[0]}, axis={_axes_text(self.axes)})", 100
+
     def infer_shape(self, node, input_shapes):
         return [self._shape(input_shapes[0])]
 
@@ -137,6 +144,9 @@ class Squeeze(Op):
 
     def perform(self, node, inputs):
         return [np.squeeze(inputs[0], self.axes)]
+
+    def pprint(self, node, args):
+        return f"squeeze({args[0]}, axis={_axes_text(self.axes)})", 100
 
     def infer_shape(self, node, input_shapes):
         return [tuple(d for i, d in enumerate(input_shapes[0]) if i not in self.axes)]
@@ -161,6 +171,9 @@ class BroadcastTo(Op):
 
     def perform(self, node, inputs):
         return [np.broadcast_to(inputs[0], self.shape)]
+
+    def pprint(self, node, args):
+        return f"broadcast_to({args[0]}, {self.shape})", 100
 
     def infer_shape(self, node, input_shapes):
         return [self.shape]
@@ -204,6 +217,9 @@ class Concatenate(Op):
 
     def perform(self, node, inputs):
         return [np.concatenate(inputs, axis=self.axis, dtype=node.outputs[0].dtype)]
+
+    def pprint(self, node, args):
+        return f"concatenate([{', '.join(args)}], axis={self.axis})", 100
 
     def infer_shape(self, node, input_shapes):
         out = list(input_shapes[0])

@@ -37,6 +37,8 @@ def resolve_passes(passes) -> list[Callable]:
         passes = [passes]
     elif not isinstance(passes, (list, tuple)):
         raise TypeError(f"passes: expected None, 'none', a pass name, a callable or a list of them, got {type(passes).__name__}")
+    if all(isinstance(p, str) and p.startswith("-") for p in passes):
+        passes = list(DEFAULT_PIPELINE) + list(passes)  # only exclusions: remove from the default
     chosen: list[Callable] = []
     excluded: set = set()
     for item in passes:
