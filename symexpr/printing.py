@@ -143,6 +143,7 @@ def debugprint(obj, file=None, max_depth: int = 64, print_type: bool = True) -> 
 # -- pprint ---------------------------------------------------------------------
 
 _ATOM = 100
+_COMPARISON = 30
 
 
 def _wrap(text: str, prec: int, need: int) -> str:
@@ -152,18 +153,17 @@ def _wrap(text: str, prec: int, need: int) -> str:
 def _pp_node(node: Apply, parts: list[tuple[str, int]]) -> tuple[str, int]:
     """Infix text of a node from its inputs' ``(text, precedence)`` pairs."""
     op = node.op
-    probe_text, prec = op.pprint(node, ["\0" * (i + 1) for i in range(len(parts))])
-    if prec == _ATOM and "\0" in probe_text and probe_text.index("\0") > 0 and probe_text[probe_text.index("\0") - 1] in "(, ":
-        args = [t for t, _ in parts]  # function-call syntax: arguments never need parentheses
-        return op.pprint(node, args)
-    n = len(parts)
+    _, prec = op.pprint(node, ["_"] * len(parts))
+    if prec >= _ATOM:  # function-call syntax: arguments never need parentheses
+        return op.pprint(node, [t for t, _ in parts])
     args = []
     for i, (t, p) in enumerate(parts):
-        if n == 2:
+        need = prec
+        if len(parts) == 2 and prec == _COMPARISON:
+            need = prec + 1  # Python chains comparisons: (a < b) < c must keep its parentheses
+        elif len(parts) == 2:
             right_assoc = prec == 90  # **
             need = prec + (1 if (i == 1) != right_assoc else 0)
-        else:
-            need = prec
         args.append(_wrap(t, p, need))
     return op.pprint(node, args)
 
