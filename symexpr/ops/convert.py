@@ -41,15 +41,41 @@ def as_tensor(value, name: str | None = None) -> Variable:
     return constant(value, name=name)
 
 
-def weak_constant(value, like_dtype: str, what: str) -> Constant:
-    """A Python scalar as a constant of the dtype NEP 50 gives it next to ``like_dtype``."""
-    # Normalise subclasses (IntEnum, numpy-unrelated int/float subclasses) to the base type.
-    kind = bool if isinstance(value, bool) else int if isinstance(value, int) else float
+def _python_kind(value) -> type:
+    return bool if isinstance(value, bool) else int if isinstance(value, int) else float
+
+
+def weak_constant(value, dtype: str, what: str, wrap: bool = False) -> Constant:
+    """A weak Python scalar as a constant of ``dtype``.
+
+    An integer out of range raises ``OverflowError`` as NumPy does, or wraps
+    around when ``wrap`` (NumPy's ``where`` and a few others cast unsafely).
+    """
+    kind = _python_kind(value)  # IntEnum and other subclasses become plain ints
     value = kind(value)
     try:
-        return _scalar_constant(weak_scalar_dtype(like_dtype, value), kind, repr(value))
+        return _scalar_constant(dtype, kind, repr(value))
     except OverflowError as exc:
+        if wrap:
+            return Constant(np.asarray(value).astype(dtype))
         raise OverflowError(f"{what}: {exc}") from None
+
+
+def weak_dtype(value, strong_dtype: str, ufunc=None, position: int = 1) -> str:
+    """The dtype a weak Python scalar takes as operand ``position`` of ``ufunc``.
+
+    NumPy resolves a ufunc's loop with the scalar's Python type, so, e.g.,
+    ``uint8_array / 300`` converts 300 to float64.  Without a ufunc this is
+    ``numpy.result_type(strong_dtype, value)``.
+    """
+    if ufunc is not None and ufunc.nin == 2:
+        operands = [np.dtype(strong_dtype), np.dtype(strong_dtype)]
+        operands[position] = _python_kind(value)
+        try:
+            return canonical_dtype(ufunc.resolve_dtypes((*operands, None))[position])
+        except (TypeError, ValueError):
+            pass  # no loop: make_node reports it
+    return weak_scalar_dtype(strong_dtype, value)
 
 
 @lru_cache(maxsize=1024)
@@ -59,12 +85,13 @@ def _scalar_constant(dtype: str, kind: type, text: str) -> Constant:
     return Constant(np.asarray(value, dtype=dtype))
 
 
-def as_operands(values, what: str, strong_from=None) -> list[Variable]:
+def as_operands(values, what: str, strong_from=None, ufunc=None, wrap: bool = False) -> list[Variable]:
     """Convert an op's operands, treating Python scalars as weak.
 
     A Python scalar takes the dtype NumPy would give it next to the promoted
-    dtype of the strong operands (``strong_from`` of them, if given).  When every
-    operand is a Python scalar they all get NumPy's default dtypes.
+    dtype of the strong operands (``strong_from`` of them, if given), resolved
+    through ``ufunc`` when the op is one.  When every operand is a Python scalar
+    they all get NumPy's default dtypes.
     """
     values = list(values)
     strong = [
@@ -73,4 +100,7 @@ def as_operands(values, what: str, strong_from=None) -> list[Variable]:
     if not strong:
         return [as_tensor(v) if not is_python_scalar(v) else Constant(np.asarray(v, default_scalar_dtype(v))) for v in values]
     like = canonical_dtype(np.result_type(*[np.dtype(v.dtype) for v in strong]))
-    return [weak_constant(v, like, what) if is_python_scalar(v) else as_tensor(v) for v in values]
+    return [
+        weak_constant(v, weak_dtype(v, like, ufunc, i), what, wrap) if is_python_scalar(v) else as_tensor(v)
+        for i, v in enumerate(values)
+    ]

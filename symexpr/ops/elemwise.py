@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from symexpr.dtypes import canonical_dtype, is_python_scalar
+from symexpr.dtypes import canonical_dtype, is_int, is_python_scalar
 from symexpr.graph.basic import Apply, Op, Variable
 from symexpr.graph.type import TensorType, format_shape
 from symexpr.ops import scalar as ps
@@ -87,8 +87,8 @@ class Elemwise(Op):
         return f"{op.name}({', '.join(list(args) + params)})", 100
 
 
-def _apply(scalar_op: ps.ScalarOp, *operands, strong_from=None) -> Variable:
-    inputs = as_operands(operands, scalar_op.name, strong_from=strong_from)
+def _apply(scalar_op: ps.ScalarOp, *operands) -> Variable:
+    inputs = as_operands(operands, scalar_op.name, ufunc=getattr(scalar_op, "ufunc", None))
     return Elemwise(scalar_op)(*inputs)
 
 
@@ -103,7 +103,10 @@ def _binary(scalar_op: ps.ScalarOp, doc: str):
 
 def _comparison(scalar_op: ps.ScalarOp, doc: str):
     def fn(a, b):
-        a, b = _comparison_operands(a, b, scalar_op.name)
+        try:
+            a, b = as_operands([a, b], scalar_op.name, ufunc=scalar_op.ufunc)
+        except OverflowError:
+            return _compare_out_of_range(scalar_op, a, b)
         return Elemwise(scalar_op)(a, b)
 
     fn.__name__ = scalar_op.name
@@ -111,15 +114,22 @@ def _comparison(scalar_op: ps.ScalarOp, doc: str):
     return fn
 
 
-def _comparison_operands(a, b, what):
-    # NumPy 2 compares an integer array with an out-of-range Python int exactly
-    # (``uint8_array < -1`` is all False); a wider constant gives the same answer.
-    try:
-        return as_operands([a, b], what)
-    except OverflowError:
-        scalar = a if is_python_scalar(a) else b
-        wide = as_tensor(np.asarray(scalar, dtype=np.int64 if -(2**63) <= scalar < 2**63 else np.float64))
-        return (wide, as_tensor(b)) if scalar is a else (as_tensor(a), wide)
+_MIRRORED = {"lt": ps.greater, "le": ps.greater_equal, "gt": ps.less, "ge": ps.less_equal, "eq": ps.equal, "neq": ps.not_equal}
+# NumPy 2 compares an integer array with a Python int outside its range exactly;
+# the answer equals a comparison with the range's end: x < 300 is x <= 255 for uint8.
+_ABOVE_MAX = {"lt": ps.less_equal, "le": ps.less_equal, "gt": ps.greater, "ge": ps.greater, "eq": ps.greater, "neq": ps.less_equal}
+_BELOW_MIN = {"lt": ps.less, "le": ps.less, "gt": ps.greater_equal, "ge": ps.greater_equal, "eq": ps.less, "neq": ps.greater_equal}
+
+
+def _compare_out_of_range(scalar_op, a, b) -> Variable:
+    scalar_left = is_python_scalar(a)
+    value, x = (a, as_tensor(b)) if scalar_left else (b, as_tensor(a))
+    if not is_int(x.dtype) or not _is_python_int(value):
+        as_operands([a, b], scalar_op.name, ufunc=scalar_op.ufunc)  # re-raise NumPy's OverflowError
+    name = _MIRRORED[scalar_op.name].name if scalar_left else scalar_op.name
+    info = np.iinfo(x.dtype)
+    op, bound = (_ABOVE_MAX[name], info.max) if value > info.max else (_BELOW_MIN[name], info.min)
+    return Elemwise(op)(x, as_tensor(np.asarray(bound, dtype=x.dtype)))
 
 
 def _unary(scalar_op: ps.ScalarOp, doc: str):
@@ -192,10 +202,22 @@ def gelu(x, approximate: str = "none") -> Variable:
     raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
+def _is_python_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, (bool, np.generic))
+
+
 def clip(x, a_min=None, a_max=None) -> Variable:
-    """Limit ``x`` to ``[a_min, a_max]`` like ``numpy.clip``; either bound may be ``None``."""
+    """Limit ``x`` to ``[a_min, a_max]`` like ``numpy.clip``; either bound may be ``None`` (both: ``x``)."""
+    x = as_tensor(x)
+    if is_int(x.dtype):
+        # NumPy ignores an integer bound beyond the dtype's range on the side where it cannot bite.
+        info = np.iinfo(x.dtype)
+        if _is_python_int(a_min) and a_min < info.min:
+            a_min = None
+        if _is_python_int(a_max) and a_max > info.max:
+            a_max = None
     if a_min is None and a_max is None:
-        raise ValueError("clip: at least one of a_min and a_max must be given")
+        return x
     if a_min is None:
         return minimum(x, a_max)
     if a_max is None:
@@ -209,7 +231,7 @@ def where(condition, x, y) -> Variable:
     The result dtype promotes ``x`` and ``y``; Python scalars among them are weak.
     """
     cond = as_tensor(condition)
-    x, y = as_operands([x, y], "where")
+    x, y = as_operands([x, y], "where", wrap=True)  # NumPy's where casts a Python int unsafely
     return Elemwise(ps.where)(cond, x, y)
 
 

@@ -114,7 +114,7 @@ class FloatFunction(ScalarOp):
 
 def _erf(x):
     erf = np.frompyfunc(math.erf, 1, 1)
-    return erf(x.astype(np.float64)).astype(np.float64)
+    return np.asarray(erf(x.astype(np.float64)), dtype=np.float64)
 
 
 def _sigmoid(x):

@@ -251,7 +251,10 @@ def test_integer_division_by_zero_and_negatives(name, dtype, backend):
     if info is None:
         values = [False, True]
     else:
-        values = sorted({0, 1, 2, 3, 7, int(info.max), int(info.min), int(info.min) + 1} | ({-1, -2, -3, -7} if info.min < 0 else set()))
+        values = {0, 1, 2, 3, 7, int(info.max), int(info.min), int(info.min) + 1}
+        if info.min < 0:
+            values |= {-1, -2, -3, -7}
+        values = sorted(values)
     a = np.array([v for v in values for _ in values], dtype=dtype)
     b = np.array([w for _ in values for w in values], dtype=dtype)
     a_var, b_var = var("a", dtype, (None,)), var("b", dtype, (None,))
@@ -513,6 +516,18 @@ def test_relu_values(dtype, backend, data):
     assert_matches_numpy(se.relu(xv), [(xv, x)], expected, backend=backend)
 
 
+@pytest.mark.parametrize("name", list(FLOAT_FUNCS))
+def test_float_functions_on_0d_inputs(name, backend):
+    build, reference, per_x = FLOAT_FUNCS[name]
+    for dtype in ["bool", "int8", "float16", "float32", "float64"]:
+        x = np.array(True if dtype == "bool" else 1, dtype=dtype)
+        xv = var("x", dtype, ())
+        got = se.function([xv], build(xv), backend=backend)(x)
+        assert isinstance(got, np.ndarray) and got.shape == () and got.dtype.name == exp_dtype(dtype)
+        with quiet():
+            assert_close_to_reference(got, reference(x), x, per_x)
+
+
 def test_float_function_dtypes_follow_exp():
     for dtype in ALL_DTYPES:
         xv = var("x", dtype, (2,))
@@ -598,7 +613,7 @@ def test_weak_scalar_examples(backend):
     [("uint8", 300), ("uint8", -1), ("int8", -200), ("int8", 128), ("int16", 2**15), ("uint16", -1),
      ("int32", 2**31), ("uint32", 2**32), ("int64", 2**63), ("uint64", -1), ("uint64", 2**64), ("int8", 2**70)],
 )
-@pytest.mark.parametrize("name", [n for n in BINARY if n not in COMPARISONS])
+@pytest.mark.parametrize("name", [n for n in BINARY if n not in COMPARISONS and n != "true_div"])
 def test_out_of_range_weak_int_overflows_at_build_time(dtype, value, name):
     fn, op, np_fn = BINARY[name]
     x = np.ones((2,), dtype=dtype)
@@ -610,6 +625,22 @@ def test_out_of_range_weak_int_overflows_at_build_time(dtype, value, name):
             build(xv, value)
         with pytest.raises(OverflowError):
             build(value, xv)
+
+
+@pytest.mark.parametrize(
+    "dtype,value",
+    [("uint8", 300), ("uint8", -1), ("int8", -200), ("int64", 2**63), ("uint64", 2**64), ("int8", 2**70), ("bool", 2)],
+)
+def test_true_div_by_out_of_range_weak_int_matches_numpy(dtype, value, backend):
+    """NumPy's true_divide converts a Python int next to an integer array straight to float64: no overflow."""
+    x = np.array([1, 0, 1], dtype=dtype) if dtype == "bool" else np.array([1, 2, 0], dtype=dtype)
+    xv = var("x", dtype, (3,))
+    with quiet():
+        right, left = x / value, value / x
+    assert right.dtype == np.float64
+    assert_matches_numpy(xv / value, [(xv, x)], right, backend=backend)
+    with quiet():
+        assert_matches_numpy(value / xv, [(xv, x)], left, backend=backend)
 
 
 def _int_array_with_edges(dtype):
@@ -630,7 +661,10 @@ def test_comparisons_with_out_of_range_python_ints(name, backend, data):
     lo, hi = int(info.min), int(info.max)
     scalar = data.draw(
         st.one_of(
-            st.sampled_from([lo - 1, lo - 2, hi + 1, hi + 2, -(2**63) - 1, 2**63, 2**64 - 1, 2**64, 2**64 + 1, 10**30, -(10**30), 10**400, -(10**400)]),
+            st.sampled_from(
+                [lo - 1, lo - 2, hi + 1, hi + 2, -(2**63) - 1, 2**63, 2**64 - 1, 2**64, 2**64 + 1]
+                + [10**30, -(10**30), 10**400, -(10**400)]
+            ),
             st.integers(-(2**66), 2**66),
         )
     )
@@ -660,6 +694,20 @@ def test_comparison_out_of_range_examples(dtype, scalar, value, backend):
         fn, op, np_fn = BINARY[name]
         assert_matches_numpy(op(xv, scalar), [(xv, x)], np_fn(x, scalar), backend=backend)
         assert_matches_numpy(fn(scalar, xv), [(xv, x)], np_fn(scalar, x), backend=backend)
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64, -(2**63) - 1, -(2**70), 10**400])
+def test_bool_compared_with_int_beyond_int64_overflows_like_numpy(value):
+    """A Python int takes the default integer type next to bool; beyond int64 NumPy raises OverflowError."""
+    bv = var("b", "bool", (2,))
+    for name in COMPARISONS:
+        fn, op, np_fn = BINARY[name]
+        with pytest.raises(OverflowError):
+            np_fn(np.array([True, False]), value)
+        with pytest.raises(OverflowError):
+            op(bv, value)
+        with pytest.raises(OverflowError):
+            fn(value, bv)
 
 
 @fixture_settings()
@@ -723,7 +771,8 @@ def test_where_matches_numpy(backend, data):
     cv = var("c", cdtype, sc)
     xv, x, xin = _operand(data, "x", sx)
     yv, y, yin = _operand(data, "y", sy)
-    check_like_numpy(lambda: se.where(cv, xv, yv), lambda: np.asarray(np.where(c, x, y)), [(cv, c)] + xin + yin, backend)
+    inputs = [(cv, c)] + xin + yin
+    check_like_numpy(lambda: se.where(cv, xv, yv), lambda: np.asarray(np.where(c, x, y)), inputs, backend)
 
 
 def test_where_weak_scalars_examples(backend):
@@ -749,7 +798,8 @@ def test_where_out_of_range_weak_int_matches_numpy(dtype, value, backend):
     x = np.array([1, 2], dtype=dtype)
     c = np.array([True, False])
     xv, cv = var("x", dtype, (2,)), var("c", "bool", (2,))
-    check_like_numpy(lambda: se.where(cv, xv, value), lambda: np.asarray(np.where(c, x, value)), [(cv, c), (xv, x)], backend)
+    inputs = [(cv, c), (xv, x)]
+    check_like_numpy(lambda: se.where(cv, xv, value), lambda: np.asarray(np.where(c, x, value)), inputs, backend)
 
 
 def _bound(data, label, shape):
@@ -757,7 +807,8 @@ def _bound(data, label, shape):
     if kind == "none":
         return None, None, []
     if kind == "scalar":
-        s = data.draw(st.one_of(st.booleans(), st.integers(0, 100), st.floats(-100, 100), st.just(float("nan"))), label=label)
+        scalars = st.one_of(st.booleans(), st.integers(0, 100), st.floats(-100, 100), st.just(float("nan")))
+        s = data.draw(scalars, label=label)
         return s, s, []
     dtype = data.draw(dtypes(), label=f"{label} dtype")
     a = data.draw(arrays(dtype, shape), label=label)
@@ -775,8 +826,9 @@ def test_clip_matches_numpy(backend, data):
     xv = var("x", dtype, sx)
     lov, lo, loin = _bound(data, "lo", slo)
     hiv, hi, hiin = _bound(data, "hi", shi)
-    assume(lo is not None or hi is not None)  # see test_clip_without_bounds
-    check_like_numpy(lambda: se.clip(xv, lov, hiv), lambda: np.asarray(np.clip(x, lo, hi)), [(xv, x)] + loin + hiin, backend)
+    assume(lo is not None or hi is not None)  # NumPy < 2.1 raised here; symexpr documents a ValueError
+    inputs = [(xv, x)] + loin + hiin
+    check_like_numpy(lambda: se.clip(xv, lov, hiv), lambda: np.asarray(np.clip(x, lo, hi)), inputs, backend)
 
 
 def test_clip_examples(backend):
@@ -799,20 +851,15 @@ def test_clip_examples(backend):
 
 
 @pytest.mark.parametrize(
-    "dtype,lo,hi", [("int8", 0, 300), ("uint8", -1, 5), ("uint8", -1, None), ("uint8", None, 300), ("int8", -1000, 1000),
-                    ("uint8", 5, -1), ("int8", 300, 5)]
+    "dtype,lo,hi",
+    [("int8", 0, 300), ("uint8", -1, 5), ("uint8", -1, None), ("uint8", None, 300), ("int8", -1000, 1000),
+     ("uint8", 5, -1), ("int8", 300, 5)],
 )
 def test_clip_out_of_range_int_bounds_match_numpy(dtype, lo, hi, backend):
     """NumPy's clip ignores a Python-int bound beyond the dtype's range on the harmless side."""
     x = np.array([0, 1, 100, 127], dtype=dtype)
     xv = var("x", dtype, (4,))
     check_like_numpy(lambda: se.clip(xv, lo, hi), lambda: np.asarray(np.clip(x, lo, hi)), [(xv, x)], backend)
-
-
-def test_clip_without_bounds():
-    xv = var("x", "float32", (3,))
-    with pytest.raises(ValueError, match="a_min"):
-        se.clip(xv)
 
 
 def _cast_elements(src, dst):
@@ -990,8 +1037,6 @@ def _scalar_op_names(fgraph):
 def test_decompose_preserves_dtype_and_values(name, backend, data):
     build, op_name, kind = DECOMPOSABLE[name]
     dtype = data.draw(dtypes(), label="dtype")
-    if name == "clip":
-        assume(dtype != "bool")
     x = data.draw(arrays(dtype, data.draw(shapes(max_dims=2, max_side=5))), label="x")
     xv = var("x", dtype, (None,) * x.ndim)
     out = build(xv)
