@@ -24,12 +24,9 @@ def _matmul_shape(a: tuple, b: tuple, static: bool) -> tuple:
         batch = broadcast_static([a2[:-2], b2[:-2]], what)
     else:
         batch = broadcast_concrete([a2[:-2], b2[:-2]])
-    out = batch + (a2[-2], b2[-1])
-    if len(b) == 1:
-        out = out[:-1]
-    if len(a) == 1:
-        out = out[:-2] + out[-1:]
-    return tuple(out)
+    rows = () if len(a) == 1 else (a2[-2],)
+    cols = () if len(b) == 1 else (b2[-1],)
+    return tuple(batch) + rows + cols
 
 
 class MatMul(Op):

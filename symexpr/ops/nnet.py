@@ -18,23 +18,23 @@ from symexpr.ops import reduction as red
 from symexpr.ops.convert import as_tensor
 
 
-def _work_dtype(out_dtype: str):
-    return np.promote_types(out_dtype, np.float32)
+def _work_dtype(out_dtype: str) -> str:
+    """The dtype the reference computes in: float16 is widened to float32."""
+    return promote(out_dtype, "float32")
 
 
-def _safe_max(x, axes):
-    """Max over ``axes`` (keepdims) with non-finite maxima replaced by 0, as scipy does."""
-    m = np.max(x, axis=axes, keepdims=True) if x.size else np.zeros(_kept(x.shape, axes), x.dtype)
-    return np.where(np.isfinite(m), m, 0)
+def _row_max(x, axes):
+    """Max over ``axes`` (kept); -inf for an empty axis."""
+    return np.max(x, axis=axes, keepdims=True, initial=-np.inf)
 
 
-def _kept(shape, axes):
-    return tuple(1 if i in axes else d for i, d in enumerate(shape))
+def _symbolic_row_max(x, axes):
+    return red.Reduce("max", axes, keepdims=True, initial=-np.inf)(x)
 
 
-def _symbolic_safe_max(x, axes):
-    m = red.max(x, axis=axes, keepdims=True)
-    return ew.where(ew.isfinite(m), m, 0)
+def _symbolic_input(node):
+    """The first input cast to the work dtype, for a decomposition computed like ``perform``."""
+    return ew.cast(node.inputs[0], _work_dtype(node.outputs[0].dtype))
 
 
 class _AxisOp(Op):
@@ -79,29 +79,33 @@ def _axis_text(axis):
 
 
 class Softmax(_AxisOp):
-    """``exp(x - max) / sum(exp(x - max))`` over ``axis``; a row of all -inf gives NaN."""
+    """``exp(x - max) / sum(exp(x - max))`` over ``axis``.
+
+    As in scipy and PyTorch, a row that is all -inf, or holds +inf or NaN, gives NaN.
+    """
 
     def _compute(self, x):
-        e = np.exp(x - _safe_max(x, self.axis))
+        e = np.exp(x - _row_max(x, self.axis))
         return e / np.sum(e, axis=self.axis, keepdims=True)
 
     def decompose(self, node):
-        x = ew.cast(node.inputs[0], node.outputs[0].dtype)
-        e = ew.exp(x - _symbolic_safe_max(x, self.axis))
-        return [e / red.sum(e, axis=self.axis, keepdims=True)]
+        x = _symbolic_input(node)
+        e = ew.exp(x - _symbolic_row_max(x, self.axis))
+        return [ew.cast(e / red.sum(e, axis=self.axis, keepdims=True), node.outputs[0].dtype)]
 
 
 class LogSoftmax(_AxisOp):
-    """``x - max - log(sum(exp(x - max)))`` over ``axis``."""
+    """``x - max - log(sum(exp(x - max)))`` over ``axis`` (NaN rows as for :class:`Softmax`)."""
 
     def _compute(self, x):
-        shifted = x - _safe_max(x, self.axis)
+        shifted = x - _row_max(x, self.axis)
         return shifted - np.log(np.sum(np.exp(shifted), axis=self.axis, keepdims=True))
 
     def decompose(self, node):
-        x = ew.cast(node.inputs[0], node.outputs[0].dtype)
-        shifted = x - _symbolic_safe_max(x, self.axis)
-        return [shifted - ew.log(red.sum(ew.exp(shifted), axis=self.axis, keepdims=True))]
+        x = _symbolic_input(node)
+        shifted = x - _symbolic_row_max(x, self.axis)
+        out = shifted - ew.log(red.sum(ew.exp(shifted), axis=self.axis, keepdims=True))
+        return [ew.cast(out, node.outputs[0].dtype)]
 
 
 class LogSumExp(_AxisOp):
@@ -117,19 +121,21 @@ class LogSumExp(_AxisOp):
         return red.reduced_shape(tuple(shape), self.axis, self.keepdims)
 
     def _compute(self, x):
-        m = _safe_max(x, self.axis)
+        m = _row_max(x, self.axis)
+        m = np.where(np.isfinite(m), m, 0)  # as scipy: all -inf gives -inf, +inf gives +inf
         out = np.log(np.sum(np.exp(x - m), axis=self.axis, keepdims=True)) + m
         return out if self.keepdims else np.squeeze(out, self.axis)
 
     def decompose(self, node):
-        x = ew.cast(node.inputs[0], node.outputs[0].dtype)
-        m = _symbolic_safe_max(x, self.axis)
+        x = _symbolic_input(node)
+        m = _symbolic_row_max(x, self.axis)
+        m = ew.where(ew.isfinite(m), m, 0)
         out = ew.log(red.sum(ew.exp(x - m), axis=self.axis, keepdims=True)) + m
         if not self.keepdims and self.axis:
             from symexpr.ops.shape import Squeeze
 
             out = Squeeze(self.axis)(out)
-        return [out]
+        return [ew.cast(out, node.outputs[0].dtype)]
 
 
 class LayerNorm(Op):
@@ -175,7 +181,7 @@ class LayerNorm(Op):
 
     def decompose(self, node):
         out = node.outputs[0].dtype
-        x, *params = (ew.cast(v, out) for v in node.inputs)
+        x, *params = (ew.cast(v, _work_dtype(out)) for v in node.inputs)
         weight, bias = self._affine(params)
         centered = x - red.mean(x, axis=-1, keepdims=True)
         var = red.mean(centered * centered, axis=-1, keepdims=True)
@@ -219,7 +225,7 @@ class RMSNorm(Op):
 
     def decompose(self, node):
         out = node.outputs[0].dtype
-        x, *params = (ew.cast(v, out) for v in node.inputs)
+        x, *params = (ew.cast(v, _work_dtype(out)) for v in node.inputs)
         y = x * ew.rsqrt(red.mean(x * x, axis=-1, keepdims=True) + self.eps)
         if params:
             y = y * params[0]

@@ -42,30 +42,41 @@ def _check_nonempty(kind, x, axes):
 
 
 class Reduce(Op):
-    """``numpy.<kind>(x, axis, keepdims=...)`` for kind in sum, prod, max, min, mean."""
+    """``numpy.<kind>(x, axis, keepdims=...)`` for kind in sum, prod, max, min, mean.
 
-    __props__ = ("kind", "axis", "keepdims")
+    ``initial`` (max and min only) is NumPy's ``initial=``: the value of an
+    empty reduction, e.g. ``-inf`` for a max that must accept empty axes.
+    """
+
+    __props__ = ("kind", "axis", "keepdims", "initial")
     KINDS = ("sum", "prod", "max", "min", "mean")
 
-    def __init__(self, kind: str, axis: tuple, keepdims: bool = False):
+    def __init__(self, kind: str, axis: tuple, keepdims: bool = False, initial: float | None = None):
         if kind not in self.KINDS:
             raise ValueError(f"Reduce: kind must be one of {self.KINDS}, got {kind!r}")
+        if initial is not None and kind not in ("max", "min"):
+            raise ValueError(f"Reduce: initial is only supported for max and min, not {kind!r}")
         self.kind = kind
         self.axis = tuple(axis)
         self.keepdims = bool(keepdims)
+        self.initial = None if initial is None else float(initial)
+
+    def _extra(self):
+        return (", keepdims=True" if self.keepdims else "") + ("" if self.initial is None else f", initial={self.initial}")
 
     def display_name(self):
-        keep = ", keepdims=True" if self.keepdims else ""
-        return f"{self.kind.capitalize()}{{axis={self.axis}{keep}}}"
+        return f"{self.kind.capitalize()}{{axis={self.axis}{self._extra()}}}"
 
     def _fn(self, x):
-        return getattr(np, self.kind)(x, axis=self.axis, keepdims=self.keepdims)
+        kwargs = {} if self.initial is None else {"initial": self.initial}
+        return getattr(np, self.kind)(x, axis=self.axis, keepdims=self.keepdims, **kwargs)
 
     def make_node(self, x) -> Apply:
         x = as_tensor(x)
         if any(a >= x.ndim for a in self.axis):
             raise ValueError(f"{self.kind}: axis {self.axis} is out of bounds for a tensor of rank {x.ndim}")
-        _check_nonempty(self.kind, x, self.axis)
+        if self.initial is None:
+            _check_nonempty(self.kind, x, self.axis)
         with np.errstate(all="ignore"):
             probe = self._fn(np.ones((1,) * x.ndim, dtype=x.dtype))
         dtype = canonical_dtype(np.asarray(probe).dtype)
@@ -78,8 +89,7 @@ class Reduce(Op):
         return [reduced_shape(input_shapes[0], self.axis, self.keepdims)]
 
     def pprint(self, node, args):
-        keep = ", keepdims=True" if self.keepdims else ""
-        return f"{self.kind}({args[0]}, axis={self.axis}{keep})", 100
+        return f"{self.kind}({args[0]}, axis={self.axis}{self._extra()})", 100
 
 
 class Var(Op):

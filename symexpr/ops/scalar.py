@@ -109,7 +109,9 @@ class FloatFunction(ScalarOp):
             return None
         from symexpr import ops
 
-        return self._decompose(ops.cast(x, float_result(x.dtype)))
+        out = float_result(x.dtype)
+        work = canonical_dtype(np.promote_types(out, np.float32))  # as impl: float16 in float32
+        return ops.cast(self._decompose(ops.cast(x, work)), out)
 
 
 def _erf(x):

@@ -160,7 +160,9 @@ def test_array_index_is_a_type_error_pointing_to_take(index):
         x[index]
 
 
-@pytest.mark.parametrize("index", [1.0, (0, 2.0), np.float64(1.0), slice(0.0, 2), slice(None, None, 1.5), "a"], ids=repr)
+@pytest.mark.parametrize(
+    "index", [1.0, (0, 2.0), np.float64(1.0), slice(0.0, 2), slice(None, None, 1.5), "a"], ids=repr
+)
 def test_float_or_other_index_is_a_type_error(index):
     x = se.tensor("x", shape=(3, 4))
     with pytest.raises(TypeError):
@@ -180,7 +182,7 @@ def test_indexing_outputs_are_fresh(backend):
 
 # -- take -------------------------------------------------------------------------
 
-INDEX_DTYPES = ["int8", "int16", "int32", "int64", "uint8"]
+INDEX_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint64"]
 
 
 @hyp()
@@ -195,7 +197,9 @@ def test_take_matches_numpy(backend, data):
     info = np.iinfo(idx_dtype)
     idx_shape = data.draw(shapes(min_dims=0, max_dims=3, min_side=0, max_side=3), label="idx_shape")
     idx = data.draw(
-        hnp.arrays(np.dtype(idx_dtype), idx_shape, elements=st.integers(max(-n, int(info.min)), min(n - 1, int(info.max)))),
+        hnp.arrays(
+            np.dtype(idx_dtype), idx_shape, elements=st.integers(max(-n, int(info.min)), min(n - 1, int(info.max)))
+        ),
         label="indices",
     )
     known_x = data.draw(st.booleans(), label="known_x")

@@ -74,7 +74,17 @@ def test_matmul_matches_numpy(backend, data):
         ((2, 0), (0, 3)),  # empty inner dimension -> zeros
     ],
 )
-@pytest.mark.parametrize("dtype_a, dtype_b", [("float32", "float32"), ("int8", "int8"), ("int16", "float16"), ("uint8", "int64"), ("bool", "bool"), ("float64", "uint32")])
+@pytest.mark.parametrize(
+    "dtype_a, dtype_b",
+    [
+        ("float32", "float32"),
+        ("int8", "int8"),
+        ("int16", "float16"),
+        ("uint8", "int64"),
+        ("bool", "bool"),
+        ("float64", "uint32"),
+    ],
+)
 def test_matmul_cases(a_shape, b_shape, dtype_a, dtype_b, backend):
     rng = np.random.default_rng(0)
     a = rng.integers(-3, 4, size=a_shape).astype(dtype_a)
