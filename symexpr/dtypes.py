@@ -52,6 +52,8 @@ def canonical_dtype(dtype, what: str = "dtype") -> str:
     """
     if isinstance(dtype, str) and dtype in _SUPPORTED:
         return dtype
+    if dtype is None:  # np.dtype(None) would silently mean float64
+        raise TypeError(f"{what}: expected one of {', '.join(SUPPORTED_DTYPES)}, got None")
     try:
         return _canonical_cached(dtype)
     except TypeError:  # unhashable, or not supported: take the slow path for the message

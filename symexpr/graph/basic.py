@@ -278,10 +278,14 @@ class Constant(Variable):
     _interned: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
 
     def __new__(cls, data, name=None):
-        array = np.array(data, copy=True, order="C")
+        array = np.asarray(data)
+        if not array.dtype.isnative:
+            array = array.astype(array.dtype.newbyteorder("="))
         ttype = TensorType(array.dtype, array.shape)
-        array.setflags(write=False)
-        digest = hashlib.blake2b(array.tobytes(), digest_size=16).hexdigest()
+        # Backed by an immutable bytes object, so even setflags(write=True) fails.
+        raw = np.ascontiguousarray(array).tobytes()
+        array = np.frombuffer(raw, dtype=array.dtype).reshape(ttype.shape)
+        digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
         key = (name, ttype, digest)
         with _intern_lock:
             found = cls._interned.get(key)
@@ -311,7 +315,7 @@ def _short_value(data: np.ndarray) -> str:
     if data.ndim == 0:
         return str(data[()])
     if data.size <= 4:
-        return np.array2string(data, separator=", ")
+        return np.array2string(data, separator=", ", max_line_width=10**6).replace("\n", "")
     return f"{{{format_shape(data.shape)}}}"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from symexpr.graph.basic import Apply, Constant, Variable
-from symexpr.graph.traversal import ancestors, graph_inputs, toposort
+from symexpr.graph.traversal import graph_inputs, toposort
 
 
 class FunctionGraph:
@@ -90,8 +90,10 @@ class FunctionGraph:
     def replace_all(self, replacements: Mapping[Variable, Variable], reason: str = "") -> None:
         """Apply several replacements in one rebuild of the graph.
 
-        Uses of a replaced variable inside a replacement's own subgraph are kept,
-        so ``replace(x, cast(x))`` inserts the cast rather than a cycle.
+        Every use of a replaced variable in the current graph is rewired; the
+        replacement itself is taken as it is, so ``replace(x, cast(x))`` inserts
+        the cast rather than a cycle.  (If the replacement's subgraph also occurs
+        in the graph, that occurrence is rewired like any other use.)
         """
         mapping: dict[int, Variable] = {}
         for old, new in replacements.items():
@@ -109,10 +111,7 @@ class FunctionGraph:
             for var in graph_inputs([new]):
                 if id(var) not in allowed and not isinstance(var, Constant):
                     raise ValueError(f"replace: the replacement {new!r} depends on {var!r}, which is not an input of this graph")
-        keep = ancestors(mapping.values())
         for node in self.toposort():
-            if any(id(out) in keep for out in node.outputs):
-                continue
             inputs = [mapping.get(id(var), var) for var in node.inputs]
             if all(a is b for a, b in zip(inputs, node.inputs)):
                 continue

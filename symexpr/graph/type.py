@@ -98,13 +98,19 @@ class TensorType:
         """
         if isinstance(value, np.generic):
             value = np.asarray(value)
-        elif not isinstance(value, np.ndarray):
+        elif isinstance(value, np.ma.MaskedArray):
+            raise TypeError(f"{what}: masked arrays are not supported (the mask would be ignored); pass a plain numpy.ndarray")
+        elif isinstance(value, np.ndarray):
+            value = np.asarray(value)  # subclasses such as np.matrix become plain arrays
+        else:
             raise TypeError(
                 f"{what}: expected a numpy.ndarray of dtype {self.dtype} and shape "
                 f"{format_shape(self.shape)}, got {type(value).__name__}"
             )
         if value.dtype.name != self.dtype:
             raise TypeError(f"{what}: expected dtype {self.dtype}, got {value.dtype.name}")
+        if not value.dtype.isnative:
+            value = value.astype(value.dtype.newbyteorder("="))
         if value.ndim != self.ndim:
             raise ValueError(
                 f"{what}: expected {self.ndim} dimension{'s' if self.ndim != 1 else ''} "

@@ -26,8 +26,9 @@ def constant(value, name: str | None = None, dtype=None) -> Constant:
         raise TypeError(f"constant: value must be array data, got the symbolic variable {value!r}")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"constant: name must be a str or None, got {name!r}")
+    dtype = None if dtype is None else canonical_dtype(dtype, "constant: dtype")
     try:
-        array = np.asarray(value, dtype=None if dtype is None else canonical_dtype(dtype, "constant: dtype"))
+        array = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"constant: cannot make an array from {type(value).__name__}: {exc}") from None
     canonical_dtype(array.dtype, "constant: value dtype")
