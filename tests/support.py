@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+from contextlib import contextmanager
+
 import numpy as np
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -91,3 +95,43 @@ def shapes(min_dims=0, max_dims=3, min_side=0, max_side=4):
 
 def broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=4):
     return hnp.mutually_broadcastable_shapes(num_shapes=num_shapes, min_dims=min_dims, max_dims=max_dims, max_side=max_side)
+
+
+def hyp(max_examples: int | None = None):
+    """Settings for a property test that uses the ``backend`` fixture; ``max_examples`` scales with the profile."""
+    kwargs = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
+    if max_examples is not None:
+        kwargs["max_examples"] = max(1, max_examples * settings().max_examples // 60)
+    return settings(**kwargs)
+
+
+def assert_fresh(got: np.ndarray, *inputs: np.ndarray):
+    """``got`` is writeable and shares no memory with any of ``inputs``."""
+    for arr in inputs:
+        assert not np.shares_memory(got, arr)
+    assert got.flags.writeable
+
+
+def ids(obj):
+    """``obj`` with every Variable replaced by its identity, so lists of variables compare with ``==``."""
+    if isinstance(obj, se.Variable):
+        return ("variable", id(obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(ids(o) for o in obj)
+    return obj
+
+
+@contextmanager
+def time_limit(seconds: float, what: str):
+    """Fail (instead of running for minutes) if the block takes longer than ``seconds``."""
+
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"{what} did not finish within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

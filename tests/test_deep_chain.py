@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import signal
 import sys
 import time
 from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from support import time_limit
 
 import symexpr as se
 from symexpr.graph.fgraph import FunctionGraph
@@ -20,22 +20,6 @@ N_NODES = 20_000
 #: Each step adds three nodes; a sigmoid every SIGMOID_EVERY steps.
 STEPS = N_NODES // 3
 SIGMOID_EVERY = 2
-
-
-@contextmanager
-def time_limit(seconds: float, what: str):
-    """Fail (instead of running for minutes) if the block takes longer than ``seconds``."""
-
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"{what} did not finish within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @contextmanager

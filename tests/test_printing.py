@@ -5,31 +5,14 @@ from __future__ import annotations
 import io
 import re
 import shutil
-import signal
-from contextlib import contextmanager
 
 import networkx as nx
 import numpy as np
 import pytest
+from support import time_limit
 
 import symexpr as se
 from symexpr.graph.fgraph import FunctionGraph
-
-
-@contextmanager
-def time_limit(seconds: float, what: str):
-    """Fail (instead of hanging) if the block runs longer than ``seconds``."""
-
-    def on_alarm(signum, frame):
-        raise TimeoutError(f"{what} did not finish within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def golden_graph():

@@ -14,7 +14,6 @@ from symexpr.graph.fgraph import FunctionGraph
 from symexpr.graph.type import format_shape
 
 
-
 def node_error(node: Apply, inputs: list, exc: Exception) -> Exception:
     """``exc`` re-raised with the failing node, its input shapes and dtypes in the message."""
     described = ", ".join(

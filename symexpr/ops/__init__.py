@@ -51,7 +51,18 @@ from symexpr.ops.elemwise import (
 )
 from symexpr.ops.indexing import Subtensor, Take, getitem, take
 from symexpr.ops.matmul import MatMul, matmul
-from symexpr.ops.nnet import LayerNorm, LogSoftmax, LogSumExp, RMSNorm, Softmax, layer_norm, log_softmax, logsumexp, rms_norm, softmax
+from symexpr.ops.nnet import (
+    LayerNorm,
+    LogSoftmax,
+    LogSumExp,
+    RMSNorm,
+    Softmax,
+    layer_norm,
+    log_softmax,
+    logsumexp,
+    rms_norm,
+    softmax,
+)
 from symexpr.ops.reduction import ArgReduce, Reduce, Var, argmax, argmin, max, mean, min, prod, sum, var
 from symexpr.ops.shape import (
     BroadcastTo,

@@ -7,19 +7,11 @@ import warnings
 
 import numpy as np
 import pytest
+from support import ids
 
 import symexpr as se
 from symexpr.graph.fgraph import FunctionGraph
 from symexpr.graph.traversal import toposort
-
-
-def ids(obj):
-    """``obj`` with every Variable replaced by its identity, so lists of variables compare with ``==``."""
-    if isinstance(obj, se.Variable):
-        return ("variable", id(obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(ids(o) for o in obj)
-    return obj
 
 
 def f32(*values):

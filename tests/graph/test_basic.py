@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from support import ids
 
 import symexpr as se
 from symexpr.graph.basic import Apply, Constant, Op, Variable
@@ -13,15 +14,6 @@ from symexpr.graph.type import TensorType
 from symexpr.ops import scalar as ps
 
 F32 = "float32"
-
-
-def ids(obj):
-    """``obj`` with every Variable replaced by its identity, so lists of variables compare with ``==``."""
-    if isinstance(obj, se.Variable):
-        return ("variable", id(obj))
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(ids(o) for o in obj)
-    return obj
 
 
 def scalar_op_name(var: Variable) -> str:

@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from support import arrays, assert_fresh, assert_matches_numpy, dtypes, hyp, shapes, symbolic_like
 
 import symexpr as se
-from support import arrays, assert_matches_numpy, dtypes, shapes, symbolic_like
-
-
-def hyp(max_examples: int | None = None):
-    """Settings for a property test that uses the ``backend`` fixture; scales with the profile."""
-    kwargs = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
-    if max_examples is not None:
-        kwargs["max_examples"] = max(1, max_examples * settings().max_examples // 60)
-    return settings(**kwargs)
 
 
 def partially_known(arr: np.ndarray, known: list, name: str = "x") -> se.Variable:
     return se.tensor(name, dtype=arr.dtype, shape=tuple(d if k else None for d, k in zip(arr.shape, known)))
-
-
-def assert_fresh(got: np.ndarray, *inputs: np.ndarray):
-    for arr in inputs:
-        assert not np.shares_memory(got, arr)
-    assert got.flags.writeable
 
 
 # -- basic indexing ---------------------------------------------------------------

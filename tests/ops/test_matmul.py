@@ -6,20 +6,12 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from support import ALL_DTYPES, assert_matches_numpy, dtypes, finite_arrays, hyp, symbolic_like
 
 import symexpr as se
-from support import ALL_DTYPES, assert_matches_numpy, dtypes, finite_arrays, symbolic_like
-
-
-def hyp(max_examples: int | None = None):
-    """Settings for a property test that uses the ``backend`` fixture; scales with the profile."""
-    kwargs = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
-    if max_examples is not None:
-        kwargs["max_examples"] = max(1, max_examples * settings().max_examples // 60)
-    return settings(**kwargs)
 
 
 def matmul_tolerance(a: np.ndarray, b: np.ndarray, expected: np.ndarray) -> dict:

@@ -18,12 +18,12 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from support import ALL_DTYPES, assert_matches_numpy, dtypes, finite_arrays, hyp, shapes, symbolic_like
 
 import symexpr as se
-from support import ALL_DTYPES, assert_matches_numpy, dtypes, finite_arrays, shapes, symbolic_like
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning"),
@@ -31,14 +31,6 @@ pytestmark = [
 ]
 
 COMPOSITES = (se.Softmax, se.LogSoftmax, se.LogSumExp, se.LayerNorm, se.RMSNorm)
-
-
-def hyp(max_examples: int | None = None):
-    """Settings for a property test that uses the ``backend`` fixture; scales with the profile."""
-    kwargs = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
-    if max_examples is not None:
-        kwargs["max_examples"] = max(1, max_examples * settings().max_examples // 60)
-    return settings(**kwargs)
 
 
 # -- references -------------------------------------------------------------------

@@ -6,12 +6,12 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from support import ALL_DTYPES, FLOAT_DTYPES, arrays, assert_matches_numpy, dtypes, hyp, shapes, symbolic_like
 
 import symexpr as se
-from support import ALL_DTYPES, FLOAT_DTYPES, arrays, assert_matches_numpy, dtypes, shapes, symbolic_like
 
 # NumPy itself warns for means/variances of empty slices; the reference backend does the same.
 pytestmark = [
@@ -22,14 +22,6 @@ pytestmark = [
 
 REDUCE_KINDS = ["sum", "prod", "mean", "max", "min"]
 ALL_KINDS = REDUCE_KINDS + ["var", "argmax", "argmin"]
-
-
-def hyp(max_examples: int | None = None):
-    """Settings for a property test that uses the ``backend`` fixture; scales with the profile."""
-    kwargs = {"suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
-    if max_examples is not None:
-        kwargs["max_examples"] = max(1, max_examples * settings().max_examples // 60)
-    return settings(**kwargs)
 
 
 def numpy_result(fn, *args, **kwargs):
