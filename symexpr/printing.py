@@ -107,7 +107,7 @@ def debugprint(obj, file=None, max_depth: int = 64, print_type: bool = True) -> 
         The printed text.
     """
     outputs = _outputs_of(obj, "debugprint")
-    if not isinstance(max_depth, int) or max_depth < 1:
+    if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 1:
         raise ValueError(f"debugprint: max_depth must be an int >= 1, got {max_depth!r}")
     labels = _preorder_ids(outputs)
     printed: set[int] = set()

@@ -166,7 +166,7 @@ def test_replace_input_most_node(chain, values):
     with recursion_limit(1000):
         fg.replace(first.outputs[0], se.sin(x), reason="tanh->sin")
         assert fg.outputs[0] is not y
-        assert fg.history[0][0] == "tanh->sin"
+        assert fg.history[0].rule == "tanh->sin"
         order = fg.toposort()
         assert order[0].op.display_name() == "Sin"
         assert len(order) == len(toposort([y]))

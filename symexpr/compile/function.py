@@ -40,6 +40,8 @@ class Function:
         self.backend = backend_name
         self._compiled = compiled
         self._single = single
+        #: Every change the passes made, in order: records with ``pass_name``, ``rule``, ``before`` and ``after``.
+        self.rewrite_log = list(fgraph.history)
         names = [v.name for v in self.inputs if v.name]
         self._ambiguous = {n for n in names if names.count(n) > 1}
         self._names = {v.name: i for i, v in enumerate(self.inputs) if v.name and v.name not in self._ambiguous}
@@ -58,7 +60,8 @@ class Function:
             if key in self._ambiguous:
                 raise TypeError(f"function: keyword argument {key!r} is ambiguous: several inputs are named {key!r}")
             if key not in self._names:
-                raise TypeError(f"function got an unexpected keyword argument {key!r} (inputs: {', '.join(self._names)})")
+                names = ", ".join(self._names) or "none usable as keywords"
+                raise TypeError(f"function got an unexpected keyword argument {key!r} (inputs: {names})")
             i = self._names[key]
             if given[i]:
                 raise TypeError(f"function got multiple values for argument {key!r}")

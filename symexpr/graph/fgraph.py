@@ -3,9 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from symexpr.graph.basic import Apply, Constant, Variable
 from symexpr.graph.traversal import graph_inputs, toposort
+
+
+@dataclass(frozen=True)
+class RewriteRecord:
+    """One change: ``rule`` (of pass ``pass_name``) replaced ``before`` with ``after``."""
+
+    pass_name: str
+    rule: str
+    before: Variable
+    after: Variable
+
+    def __str__(self):
+        from symexpr.printing import pprint
+
+        return f"{self.pass_name}: {self.rule}: {_short(pprint(self.before))} -> {_short(pprint(self.after))}"
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = text.replace("\n", "; ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class FunctionGraph:
@@ -30,7 +51,8 @@ class FunctionGraph:
         for i, var in enumerate(self.inputs):
             if not isinstance(var, Variable) or var.owner is not None or isinstance(var, Constant):
                 raise TypeError(f"FunctionGraph: input {i} must be an input variable, got {var!r}")
-        self.history: list[tuple[str, Variable, Variable]] = []
+        #: Every change made by passes, in order (:class:`RewriteRecord`).
+        self.history: list[RewriteRecord] = []
         self._order: list[Apply] | None = None
         self._clients: dict | None = None
 
@@ -76,6 +98,17 @@ class FunctionGraph:
         self._clients = None
 
     # -- rewriting ----------------------------------------------------------------
+    def set_outputs(self, outputs: list[Variable]) -> None:
+        """Point the graph at new outputs of the same types (used by rewrite drivers)."""
+        outputs = list(outputs)
+        if len(outputs) != len(self.outputs):
+            raise ValueError(f"set_outputs: expected {len(self.outputs)} outputs, got {len(outputs)}")
+        for old, new in zip(self.outputs, outputs):
+            if not old.type.is_compatible(new.type):
+                raise TypeError(f"set_outputs: cannot replace output {old!r} of type {old.type} with {new.type}")
+        self.outputs = outputs
+        self._changed()
+
     def replace(self, old: Variable, new: Variable, reason: str = "") -> None:
         """Make every use of ``old`` use ``new`` instead.
 
@@ -87,7 +120,7 @@ class FunctionGraph:
         """
         self.replace_all({old: new}, reason=reason)
 
-    def replace_all(self, replacements: Mapping[Variable, Variable], reason: str = "") -> None:
+    def replace_all(self, replacements: Mapping[Variable, Variable], reason: str = "", pass_name: str = "") -> None:
         """Apply several replacements in one rebuild of the graph.
 
         Every use of a replaced variable in the current graph is rewired; the
@@ -103,7 +136,6 @@ class FunctionGraph:
                 raise TypeError(f"replace: cannot replace {old!r} of type {old.type} with {new!r} of type {new.type}")
             if old is not new:
                 mapping[id(old)] = new
-                self.history.append((reason, old, new))
         if not mapping:
             return
         allowed = {id(v) for v in self.inputs}
@@ -111,6 +143,9 @@ class FunctionGraph:
             for var in graph_inputs([new]):
                 if id(var) not in allowed and not isinstance(var, Constant):
                     raise ValueError(f"replace: the replacement {new!r} depends on {var!r}, which is not an input of this graph")
+        for old, new in replacements.items():
+            if old is not new:
+                self.history.append(RewriteRecord(pass_name or reason, reason, old, new))
         for node in self.toposort():
             inputs = [mapping.get(id(var), var) for var in node.inputs]
             if all(a is b for a, b in zip(inputs, node.inputs)):

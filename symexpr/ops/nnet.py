@@ -65,7 +65,7 @@ class _AxisOp(Op):
             return [np.asarray(self._compute(x)).astype(out, copy=False)]
 
     def display_name(self):
-        params = [f"axis={_axis_text(self.axis)}"] + [f"{p}={getattr(self, p)}" for p in self.__props__[1:]]
+        params = [f"axis={_axis_text(self.axis)}"] + [f"{p}=True" for p in self.__props__[1:] if getattr(self, p)]
         return f"{type(self).__name__}{{{', '.join(params)}}}"
 
     def pprint(self, node, args):

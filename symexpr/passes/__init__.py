@@ -1,64 +1,57 @@
-"""Graph passes and the pass registry used by ``function(..., passes=...)``.
+"""Graph passes, the pass registry and ``passes=`` resolution.
 
-A pass is a callable ``pass_(fgraph) -> None`` that rewrites a
-:class:`~symexpr.graph.fgraph.FunctionGraph` in place.  ``passes=`` accepts
-``None`` (the default pipeline), ``"none"``, a registered name, a pass, or a
-list of those; ``"-name"`` in a list removes a pass.
+The standard pipeline, in order::
 
-The rewrite engine and the standard optimisation pipeline (CSE, constant
-folding, canonicalisation, fusion) are a separate piece of work; today the
-default pipeline is empty and the registry holds ``decompose``.
+    merge -> canonicalize -> stabilize -> specialize -> fusion -> cleanup
+
+``function()`` runs ``"fast_run"`` (all of them) by default; ``"fast_compile"``
+runs only ``merge`` and ``cleanup``.  See :func:`resolve_passes` for what
+``passes=`` accepts.  Rules are added to a rule pass with :func:`register_rule`,
+whole passes with :func:`register_pass`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from symexpr.passes import canonicalize as _canonicalize
+from symexpr.passes import specialize as _specialize
+from symexpr.passes import stabilize as _stabilize
+from symexpr.passes.cleanup import constant_folding, merge_constants
 from symexpr.passes.decompose import decompose
+from symexpr.passes.fusion import fuse_elemwise, fuse_reductions
+from symexpr.passes.registry import (
+    PRESETS,
+    GraphPass,
+    RewritePass,
+    all_rules,
+    get_pass,
+    register_pass,
+    register_rule,
+    registered_passes,
+    resolve_passes,
+)
 
-_PASSES: dict[str, Callable] = {}
-DEFAULT_PIPELINE: list[str] = []
+register_pass(GraphPass("merge", merge_constants, ("fast_run", "fast_compile", "merge"), 0.0))
+register_pass(RewritePass("canonicalize", [*_canonicalize.RULES, constant_folding], ("fast_run", "canonicalize"), 1.0,
+                          "arithmetic identities and normal forms (exact)"))
+register_pass(RewritePass("stabilize", _stabilize.RULES, ("fast_run", "stabilize"), 1.5,
+                          "numerically stable forms and recognition of composites"))
+register_pass(RewritePass("specialize", _specialize.RULES, ("fast_run", "specialize"), 2.0, "cheaper equivalent forms"))
+register_pass(GraphPass("fusion", fuse_elemwise, ("fast_run", "fusion"), 49.0, "fuse elementwise groups into Fused ops"))
+register_pass(GraphPass("fuse_reductions", fuse_reductions, ("fast_run", "fusion"), 49.5,
+                        "fuse a reduction with its elementwise producer"))
+register_pass(RewritePass("cleanup", [constant_folding], ("fast_run", "fast_compile", "cleanup"), 100.0,
+                          "constant folding after the other passes"))
+register_pass(GraphPass("decompose", decompose, ("decompose",), 200.0, "expand composite ops into primitives"))
 
-
-def register_pass(name: str, pass_: Callable) -> None:
-    """Register ``pass_`` under ``name`` for use in ``passes=[...]``."""
-    if not callable(pass_):
-        raise TypeError(f"register_pass: pass must be callable, got {type(pass_).__name__}")
-    _PASSES[name] = pass_
-
-
-def resolve_passes(passes) -> list[Callable]:
-    """The list of pass callables that a ``passes=`` argument names."""
-    if passes is None:
-        passes = list(DEFAULT_PIPELINE)
-    elif passes == "none":
-        return []
-    elif isinstance(passes, str) or callable(passes):
-        passes = [passes]
-    elif not isinstance(passes, (list, tuple)):
-        raise TypeError(f"passes: expected None, 'none', a pass name, a callable or a list of them, got {type(passes).__name__}")
-    if all(isinstance(p, str) and p.startswith("-") for p in passes):
-        passes = list(DEFAULT_PIPELINE) + list(passes)  # only exclusions: remove from the default
-    chosen: list[Callable] = []
-    excluded: set = set()
-    for item in passes:
-        if isinstance(item, str) and item.startswith("-"):
-            if item[1:] not in _PASSES:
-                raise ValueError(f"passes: unknown pass {item[1:]!r} (registered: {', '.join(sorted(_PASSES))})")
-            excluded.add(_PASSES[item[1:]])
-        elif isinstance(item, str):
-            if item == "none":
-                continue
-            if item not in _PASSES:
-                raise ValueError(f"passes: unknown pass {item!r} (registered: {', '.join(sorted(_PASSES))})")
-            chosen.append(_PASSES[item])
-        elif callable(item):
-            chosen.append(item)
-        else:
-            raise TypeError(f"passes: each entry must be a pass name or a callable, got {item!r}")
-    return [p for p in chosen if p not in excluded]
-
-
-register_pass("decompose", decompose)
-
-__all__ = ["register_pass", "resolve_passes", "decompose", "DEFAULT_PIPELINE"]
+__all__ = [
+    "PRESETS",
+    "GraphPass",
+    "RewritePass",
+    "all_rules",
+    "decompose",
+    "get_pass",
+    "register_pass",
+    "register_rule",
+    "registered_passes",
+    "resolve_passes",
+]

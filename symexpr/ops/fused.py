@@ -1,0 +1,130 @@
+"""Fused elementwise ops: one op that holds an inner scalar program.
+
+A :class:`Fused` op computes a DAG of scalar ops in one pass over its
+inputs; backends compile it to one kernel.  The program is a tuple of
+instructions ``(scalar_op, args)`` where each arg is ``("in", i)`` (input
+``i``), ``("tmp", j)`` (the result of instruction ``j``) or ``("const", value,
+dtype)`` (a scalar literal).  The last instruction is the output.
+:class:`FusedReduce` follows the program with a reduction in the same loop nest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symexpr.dtypes import canonical_dtype
+from symexpr.graph.basic import Apply, Op
+from symexpr.graph.type import TensorType
+from symexpr.ops.convert import as_tensor
+from symexpr.ops.elemwise import broadcast_concrete, broadcast_static
+from symexpr.ops.reduction import reduced_shape
+
+
+def _program_dtypes(program, in_dtypes):
+    dtypes = []
+    for scalar_op, args in program:
+        arg_dtypes = [in_dtypes[a[1]] if a[0] == "in" else dtypes[a[1]] if a[0] == "tmp" else a[2] for a in args]
+        dtypes.append(scalar_op.out_dtype(*arg_dtypes))
+    return dtypes
+
+
+def run_program(program, inputs):
+    """Evaluate a scalar program with NumPy, instruction by instruction (exactly as unfused)."""
+    results = []
+    for scalar_op, args in program:
+        values = [inputs[a[1]] if a[0] == "in" else results[a[1]] if a[0] == "tmp" else np.asarray(a[1], dtype=a[2]) for a in args]
+        results.append(np.asarray(scalar_op.impl(*values)))
+    return results[-1]
+
+
+def program_text(program) -> str:
+    """Infix text of a program, e.g. ``exp(i0 - i1) * i2``."""
+    texts: list[tuple[str, int]] = []
+    for scalar_op, args in program:
+        parts = []
+        for a in args:
+            if a[0] == "in":
+                parts.append((f"i{a[1]}", 100))
+            elif a[0] == "tmp":
+                parts.append(texts[a[1]])
+            else:
+                parts.append((str(np.asarray(a[1], dtype=a[2])[()]), 80 if str(a[1]).startswith("-") else 100))
+        texts.append(_scalar_text(scalar_op, parts))
+    return texts[-1][0]
+
+
+def _scalar_text(op, parts):
+    def wrap(t, p, need):
+        return f"({t})" if p < need else t
+
+    if op.symbol is not None and len(parts) == 2:
+        left = wrap(*parts[0], op.precedence + (1 if op.precedence == 90 else 0))
+        right = wrap(*parts[1], op.precedence + (0 if op.precedence == 90 else 1))
+        return f"{left} {op.symbol} {right}", op.precedence
+    if op.symbol is not None and len(parts) == 1:
+        return f"{op.symbol}{wrap(*parts[0], op.precedence)}", op.precedence
+    params = [f"{k}={v}" for k, v in op.params]
+    return f"{op.name}({', '.join([t for t, _ in parts] + params)})", 100
+
+
+class Fused(Op):
+    """A fused elementwise computation with NumPy broadcasting over its inputs."""
+
+    __props__ = ("program",)
+
+    def __init__(self, program: tuple):
+        self.program = tuple(program)
+
+    def display_name(self):
+        return f"Fused{{{program_text(self.program)}}}"
+
+    def make_node(self, *inputs) -> Apply:
+        inputs = [as_tensor(v) for v in inputs]
+        dtype = canonical_dtype(_program_dtypes(self.program, [v.dtype for v in inputs])[-1])
+        shape = broadcast_static([v.shape for v in inputs], "fused")
+        return Apply(self, inputs, [TensorType(dtype, shape)])
+
+    def perform(self, node, inputs):
+        out = run_program(self.program, inputs)
+        return [np.broadcast_to(out, broadcast_concrete([a.shape for a in inputs]))]
+
+    def infer_shape(self, node, input_shapes):
+        return [broadcast_concrete(input_shapes)]
+
+    def pprint(self, node, args):
+        return f"fused[{program_text(self.program)}]({', '.join(args)})", 100
+
+
+class FusedReduce(Op):
+    """A fused elementwise program followed by ``numpy.<kind>`` over ``axis``, in one loop nest."""
+
+    __props__ = ("program", "kind", "axis", "keepdims")
+
+    def __init__(self, program: tuple, kind: str, axis: tuple, keepdims: bool):
+        self.program = tuple(program)
+        self.kind = kind
+        self.axis = tuple(axis)
+        self.keepdims = bool(keepdims)
+
+    def display_name(self):
+        keep = ", keepdims=True" if self.keepdims else ""
+        return f"FusedReduce{{{self.kind}(axis={self.axis}{keep}) of {program_text(self.program)}}}"
+
+    def _reduce(self, value):
+        return getattr(np, self.kind)(value, axis=self.axis, keepdims=self.keepdims)
+
+    def make_node(self, *inputs) -> Apply:
+        inputs = [as_tensor(v) for v in inputs]
+        elem_dtype = _program_dtypes(self.program, [v.dtype for v in inputs])[-1]
+        shape = broadcast_static([v.shape for v in inputs], "fused")
+        with np.errstate(all="ignore"):
+            dtype = canonical_dtype(np.asarray(self._reduce(np.ones((1,) * len(shape), elem_dtype))).dtype)
+        return Apply(self, inputs, [TensorType(dtype, reduced_shape(shape, self.axis, self.keepdims))])
+
+    def perform(self, node, inputs):
+        full = broadcast_concrete([a.shape for a in inputs])
+        value = np.broadcast_to(run_program(self.program, inputs), full)
+        return [np.asarray(self._reduce(value))]
+
+    def infer_shape(self, node, input_shapes):
+        return [reduced_shape(broadcast_concrete(input_shapes), self.axis, self.keepdims)]

@@ -1,0 +1,158 @@
+"""Elementwise fusion: maximal groups of elementwise nodes become one :class:`Fused` op.
+
+A node joins its consumer's group when every use of its output is inside
+the group (so nothing is computed twice and the group stays convex).  0-d
+constants become literals of the inner program.  A sum/prod/max/min whose
+input is such a group (used only there) becomes a :class:`FusedReduce`:
+one loop nest, e.g. ``sum(exp(x - m))``.
+"""
+
+from __future__ import annotations
+
+from symexpr.graph.basic import Apply, Constant, Variable
+from symexpr.graph.fgraph import FunctionGraph, RewriteRecord
+from symexpr.ops.elemwise import Elemwise
+from symexpr.ops.fused import Fused, FusedReduce
+from symexpr.ops.reduction import Reduce
+
+_FUSABLE_REDUCTIONS = ("sum", "prod", "max", "min")
+
+
+def _is_elemwise(node) -> bool:
+    return node is not None and isinstance(node.op, (Elemwise, Fused))
+
+
+def _collect_group(root: Apply, clients: dict, outputs: set, taken: set) -> list[Apply]:
+    """Elemwise nodes above ``root`` whose outputs are used only inside the group."""
+    group = [root]
+    members = {id(root)}
+    frontier = [root]
+    while frontier:
+        node = frontier.pop()
+        for var in node.inputs:
+            producer = var.owner
+            if not _is_elemwise(producer) or id(producer) in members or id(producer) in taken or id(var) in outputs:
+                continue
+            if all(c != "output" and id(c) in members for c, _ in clients.get(var, [])):
+                group.append(producer)
+                members.add(id(producer))
+                frontier.append(producer)
+    return group
+
+
+def _program(root: Apply, group: list[Apply]):
+    """(program, external inputs) for a group, instructions in dependency order."""
+    members = {id(n) for n in group}
+    order: list[Apply] = []
+    placed: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, ready = stack.pop()
+        if ready:
+            if id(node) not in placed:
+                placed.add(id(node))
+                order.append(node)
+            continue
+        if id(node) in placed:
+            continue
+        stack.append((node, True))
+        for var in reversed(node.inputs):
+            if var.owner is not None and id(var.owner) in members and id(var.owner) not in placed:
+                stack.append((var.owner, False))
+    inputs: list[Variable] = []
+    input_index: dict[int, int] = {}
+    position: dict[int, int] = {}
+    program = []
+    for node in order:
+        base = len(program)
+        if isinstance(node.op, Fused):
+            sub_program = node.op.program
+        else:
+            sub_program = ((node.op.scalar_op, tuple(("in", i) for i in range(len(node.inputs)))),)
+        for scalar_op, args in sub_program:
+            new_args = []
+            for a in args:
+                if a[0] == "tmp":
+                    new_args.append(("tmp", base + a[1]))
+                elif a[0] == "const":
+                    new_args.append(a)
+                else:
+                    new_args.append(_operand(node.inputs[a[1]], members, position, inputs, input_index))
+            program.append((scalar_op, tuple(new_args)))
+        position[id(node.outputs[0])] = len(program) - 1
+    return tuple(program), inputs
+
+
+def _operand(var, members, position, inputs, input_index):
+    if var.owner is not None and id(var.owner) in members:
+        return ("tmp", position[id(var)])
+    if isinstance(var, Constant) and var.ndim == 0:
+        return ("const", var.data.item(), var.dtype)
+    if id(var) not in input_index:
+        input_index[id(var)] = len(inputs)
+        inputs.append(var)
+    return ("in", input_index[id(var)])
+
+
+def fuse_elemwise(fgraph: FunctionGraph) -> None:
+    """Replace each maximal elementwise group of two or more nodes by one Fused node."""
+    clients = fgraph.clients
+    outputs = {id(v) for v in fgraph.outputs}
+    order = fgraph.toposort()
+    taken: set[int] = set()
+    groups: dict[int, list[Apply]] = {}
+    for node in reversed(order):  # consumers first, so each group grows upward from its root
+        if id(node) in taken or not isinstance(node.op, Elemwise):
+            continue
+        group = _collect_group(node, clients, outputs, taken)
+        taken.update(id(n) for n in group)
+        if len(group) >= 2:
+            groups[id(node)] = group
+    if not groups:
+        return
+    def make(root, group):
+        program, inputs = _program(root, group)
+        return Fused(program), inputs
+
+    _rebuild(fgraph, order, groups, "fuse_elemwise", make)
+
+
+def _rebuild(fgraph, order, groups, rule, make):
+    """Rebuild the graph in dependency order, replacing each group root by ``make(root, group)``."""
+    memo: dict[int, Variable] = {}
+    roots = set(groups)
+    for node in order:
+        if id(node) in roots:
+            op, inputs = make(node, groups[id(node)])
+            new = op(*[memo.get(id(v), v) for v in inputs])
+            fgraph.history.append(RewriteRecord("fusion", rule, node.outputs[0], new))
+            memo[id(node.outputs[0])] = new
+        else:
+            inputs = [memo.get(id(v), v) for v in node.inputs]
+            if any(a is not b for a, b in zip(inputs, node.inputs)):
+                for old, new in zip(node.outputs, node.op.make_node(*inputs).outputs):
+                    memo[id(old)] = new
+    fgraph.set_outputs([memo.get(id(v), v) for v in fgraph.outputs])
+
+
+def fuse_reductions(fgraph: FunctionGraph) -> None:
+    """A sum/prod/max/min of an elementwise node used only there becomes one FusedReduce."""
+    clients = fgraph.clients
+    outputs = {id(v) for v in fgraph.outputs}
+    order = fgraph.toposort()
+    groups: dict[int, list[Apply]] = {}
+    for node in order:
+        op = node.op
+        if not isinstance(op, Reduce) or op.kind not in _FUSABLE_REDUCTIONS or op.initial is not None:
+            continue
+        (src,) = node.inputs
+        if _is_elemwise(src.owner) and id(src) not in outputs and len(clients.get(src, [])) == 1:
+            groups[id(node)] = [src.owner]
+    if not groups:
+        return
+
+    def make(root, group):
+        program, inputs = _program(group[0], group)
+        return FusedReduce(program, root.op.kind, root.op.axis, root.op.keepdims), inputs
+
+    _rebuild(fgraph, order, groups, "fuse_reduction", make)

@@ -1,0 +1,193 @@
+"""Rules and the equilibrium driver that applies them to a graph.
+
+A :class:`Rule` is a pattern and a builder: when the pattern matches a
+variable, the builder makes its replacement from the bindings.  A
+:class:`RuleSet` indexes rules by the op at the pattern's root, and
+:func:`rewrite_to_fixpoint` applies a rule set bottom-up, sweep after sweep,
+until no rule fires.  A rule pair that undoes each other is reported instead
+of looping forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from symexpr.graph.basic import Variable
+from symexpr.graph.fgraph import FunctionGraph, RewriteRecord
+from symexpr.rewriting.pattern import Pat, dispatch_keys, pattern_keys
+
+
+class RewriteLoopError(RuntimeError):
+    """Rules that keep undoing each other's work."""
+
+
+class Rule:
+    """``pattern -> replacement``.
+
+    Parameters
+    ----------
+    name : str
+        Unique name, used in logs and in ``passes=["-name"]`` exclusions.
+    pattern : Pat
+        What the rule matches.
+    build : callable
+        ``build(**bindings) -> Variable or None``; ``None`` means "does not apply".
+        The bindings also include ``node_out``, the matched variable.
+    doc : str, optional
+        One line: what the rule does and when it is sound.
+
+    Whatever ``build`` returns must have the matched variable's dtype, rank and
+    runtime shape; the driver checks dtype, rank and static shape.
+    """
+
+    def __init__(self, name: str, pattern: Pat, build: Callable, doc: str = ""):
+        self.name = name
+        self.pattern = pattern
+        self.build = build
+        self.doc = doc
+
+    def __repr__(self):
+        return f"Rule({self.name}: {self.pattern!r})"
+
+    def apply(self, var: Variable) -> Variable | None:
+        """The replacement for ``var``, or ``None`` if the rule does not apply."""
+        for bindings in self.pattern.matches(var, {}):
+            try:
+                out = self.build(node_out=var, **bindings)
+            except (TypeError, ValueError, OverflowError):
+                continue  # the replacement does not type-check here: the rule does not apply
+            if out is not None and out is not var:
+                if not _same_type(var, out):
+                    raise TypeError(f"rule {self.name}: replaced {var.type} with {out.type}")
+                return out
+        return None
+
+    def __call__(self, fgraph: FunctionGraph) -> None:
+        """Use a single rule as a pass."""
+        rewrite_to_fixpoint(fgraph, RuleSet([self]), pass_name=self.name)
+
+
+def _same_type(old: Variable, new: Variable) -> bool:
+    return old.type.is_compatible(new.type)
+
+
+def rule(name: str, pattern: Pat, doc: str = ""):
+    """Decorator form: ``@rule("mul_one", Pat(ps.mul, [X, ONE]))`` over the builder."""
+
+    def wrap(build: Callable) -> Rule:
+        return Rule(name, pattern, build, doc or (build.__doc__ or "").strip())
+
+    return wrap
+
+
+class RuleSet:
+    """Rules indexed by the op at their pattern's root."""
+
+    def __init__(self, rules=()):
+        self.rules: list[Rule] = []
+        self._index: dict = {}
+        self._any: list[Rule] = []
+        for r in rules:
+            self.add(r)
+
+    def add(self, r: Rule) -> None:
+        if any(existing.name == r.name for existing in self.rules):
+            raise ValueError(f"RuleSet: a rule named {r.name!r} is already registered")
+        self.rules.append(r)
+        keys = pattern_keys(r.pattern)
+        if keys is None:
+            self._any.append(r)
+        else:
+            for k in keys:
+                self._index.setdefault(k, []).append(r)
+
+    def without(self, names) -> "RuleSet":
+        names = set(names)
+        return RuleSet(r for r in self.rules if r.name not in names)
+
+    def for_op(self, op) -> list[Rule]:
+        found = []
+        for k in dispatch_keys(op):
+            found.extend(self._index.get(k, ()))
+        return found + self._any
+
+    def __iter__(self):
+        return iter(self.rules)
+
+    def __len__(self):
+        return len(self.rules)
+
+
+def rewrite_to_fixpoint(
+    fgraph: FunctionGraph, rules: RuleSet, pass_name: str = "rewrite", max_sweeps: int = 64, max_local: int = 64
+) -> int:
+    """Apply ``rules`` bottom-up until none fires; return the number of changes.
+
+    Each sweep visits every node once in dependency order, rebuilt on its
+    already-rewritten inputs, and applies rules to it until none fires.  New
+    nodes a replacement creates are visited by the next sweep.
+
+    Raises
+    ------
+    RewriteLoopError
+        If rules bring a node or the whole graph back to an earlier state.
+    """
+    total = 0
+    seen_states: dict[tuple, int] = {}
+    keepalive = []  # ids in seen_states stay valid while their objects live
+    log: list[RewriteRecord] = []
+    for sweep in range(max_sweeps):
+        memo: dict[int, Variable] = {}
+        fired: list[RewriteRecord] = []
+        for node in fgraph.toposort():
+            inputs = [memo.get(id(v), v) for v in node.inputs]
+            if any(a is not b for a, b in zip(inputs, node.inputs)):
+                rebuilt = node.op.make_node(*inputs)
+            else:
+                rebuilt = node
+            for old, new in zip(node.outputs, rebuilt.outputs):
+                memo[id(old)] = new
+            if len(rebuilt.outputs) != 1:
+                continue
+            var = _rewrite_node(rebuilt.outputs[0], rules, pass_name, fired, max_local)
+            memo[id(node.outputs[0])] = var
+        if not fired:
+            break
+        new_outputs = [memo.get(id(v), v) for v in fgraph.outputs]
+        log.extend(fired)
+        total += len(fired)
+        state = tuple(map(id, new_outputs))
+        if state in seen_states:
+            names = sorted({r.rule for r in log[seen_states[state]:]})
+            raise RewriteLoopError(
+                f"{pass_name}: rules {', '.join(names)} undo each other: the graph came back to an earlier state"
+            )
+        seen_states[state] = len(log)
+        keepalive.append(new_outputs)
+        fgraph.set_outputs(new_outputs)
+    else:
+        raise RewriteLoopError(f"{pass_name}: no fixed point after {max_sweeps} sweeps")
+    fgraph.history.extend(log)
+    return total
+
+
+def _rewrite_node(var: Variable, rules: RuleSet, pass_name: str, fired: list, max_local: int) -> Variable:
+    trail = [var]
+    for _ in range(max_local):
+        if var.owner is None:
+            return var
+        for r in rules.for_op(var.owner.op):
+            new = r.apply(var)
+            if new is not None:
+                break
+        else:
+            return var
+        fired.append(RewriteRecord(pass_name, r.name, var, new))
+        if any(new is t for t in trail):
+            names = [rec.rule for rec in fired[-len(trail):]]
+            raise RewriteLoopError(
+                f"{pass_name}: rules {', '.join(dict.fromkeys(names))} undo each other on {RewriteRecord(pass_name, r.name, var, new)}"
+            )
+        trail.append(new)
+        var = new
+    raise RewriteLoopError(f"{pass_name}: more than {max_local} rewrites of one node; last rule {r.name}")

@@ -1,0 +1,201 @@
+"""Declarative graph patterns: ``Pat(ps.mul, [Pat.var("x"), Pat.const("one", 1)])``.
+
+A pattern matches a variable and binds names to the variables it matched.
+A name bound twice must match the *same* object, and since nodes are
+hash-consed that is structural equality: ``Pat(ps.sub, [X, X])`` matches
+``a - a`` for any subexpression ``a``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from symexpr.graph.basic import Constant, Op, Variable
+from symexpr.ops.elemwise import Elemwise
+from symexpr.ops.scalar import ScalarOp
+
+
+class Pat:
+    """A pattern over variables.
+
+    Parameters
+    ----------
+    op : None, Op class, Op instance, ScalarOp, or a tuple of these
+        What computes the variable.  ``None`` matches any variable.  A
+        :class:`~symexpr.ops.scalar.ScalarOp` matches an ``Elemwise`` of it; a
+        ScalarOp *class* (e.g. ``Cast``) matches an ``Elemwise`` of any instance.
+    inputs : list of Pat, optional
+        Patterns for the node's inputs (``None``: any inputs).
+    name : str, optional
+        Bind the matched variable to this name.
+    dtype : str or collection of str, optional
+        Allowed dtypes, or dtype kinds: ``"f"`` float, ``"i"`` signed int,
+        ``"u"`` unsigned int, ``"b"`` bool (NumPy's ``dtype.kind``).
+    where : callable, optional
+        ``where(var) -> bool``: an extra constraint on the matched variable.
+    commutative : bool, optional
+        Try both input orders (default: the scalar op's own ``commutative`` flag).
+    """
+
+    __slots__ = ("op", "inputs", "name", "dtype", "where", "commutative", "_const_value")
+
+    def __init__(self, op=None, inputs=None, name=None, dtype=None, where=None, commutative=None):
+        self.op = op
+        self.inputs = None if inputs is None else tuple(inputs)
+        self.name = name
+        self.dtype = None if dtype is None else ({dtype} if isinstance(dtype, str) else set(dtype))
+        self.where = where
+        self.commutative = commutative
+        self._const_value = None
+
+    def __repr__(self):
+        if self.op is None:
+            return self.name or "_"
+        if self.op == "any_of":
+            return "(" + " | ".join(map(repr, self.inputs)) + ")"
+        inner = "" if self.inputs is None else "(" + ", ".join(map(repr, self.inputs)) + ")"
+        return f"{_op_text(self.op)}{inner}" + (f" as {self.name}" if self.name else "")
+
+    # -- constructors ----------------------------------------------------------------
+    @classmethod
+    def var(cls, name: str | None = None, dtype=None, where=None) -> "Pat":
+        """Any variable."""
+        return cls(None, None, name, dtype, where)
+
+    @classmethod
+    def any_of(cls, *alternatives: "Pat", name: str | None = None) -> "Pat":
+        """Matches when any alternative matches (each way, in order)."""
+        return cls("any_of", alternatives, name)
+
+    @classmethod
+    def const(cls, name: str | None = None, value=None, dtype=None) -> "Pat":
+        """A constant; with ``value``, one whose every element equals ``value`` (NaN matches NaN).
+
+        ``value=0.0`` also matches ``-0.0``; use ``where`` to tell them apart.
+        """
+        pat = cls("const", None, name, dtype, None)
+        pat._const_value = value
+        return pat
+
+    # -- matching --------------------------------------------------------------------
+    def match(self, var: Variable) -> dict | None:
+        """Bindings of the first match of ``var``, or ``None``."""
+        return next(self.matches(var, {}), None)
+
+    def matches(self, var: Variable, bound: dict) -> Iterator[dict]:
+        """Every way ``var`` matches, each as a bindings dict extending ``bound``."""
+        if self.name is not None and self.name in bound:
+            if bound[self.name] is not var:
+                return
+        if self.dtype is not None and var.dtype not in self.dtype and np.dtype(var.dtype).kind not in self.dtype:
+            return
+        if self.op == "any_of":
+            if self.name is not None:
+                bound = {**bound, self.name: var}
+            for alt in self.inputs:
+                yield from alt.matches(var, bound)
+            return
+        if self.op == "const":
+            if not isinstance(var, Constant) or (self._const_value is not None and not _all_equal(var, self._const_value)):
+                return
+        elif self.op is not None and (var.owner is None or not _op_matches(self.op, var.owner.op)):
+            return
+        if self.where is not None and not self.where(var):
+            return
+        if self.name is not None:
+            bound = {**bound, self.name: var}
+        if self.inputs is None or self.op in (None, "const"):
+            yield bound
+            return
+        inputs = var.owner.inputs
+        if len(inputs) != len(self.inputs):
+            return
+        orders = [tuple(range(len(inputs)))]
+        if self._commutative(var.owner.op) and len(inputs) == 2:
+            orders.append((1, 0))
+        for order in orders:
+            yield from _match_all(self.inputs, [inputs[i] for i in order], bound)
+
+    def _commutative(self, op: Op) -> bool:
+        if self.commutative is not None:
+            return self.commutative
+        return isinstance(op, Elemwise) and op.scalar_op.commutative
+
+    def root_ops(self) -> tuple | None:
+        """The op kinds a match can start at (for dispatch), or ``None`` for any."""
+        if self.op is None or self.op == "const":
+            return None
+        if self.op == "any_of":
+            roots = [alt.root_ops() for alt in self.inputs]
+            return None if any(r is None for r in roots) else tuple(op for r in roots for op in r)
+        return self.op if isinstance(self.op, tuple) else (self.op,)
+
+
+def _match_all(pats, inputs, bound) -> Iterator[dict]:
+    if not pats:
+        yield bound
+        return
+    for b in pats[0].matches(inputs[0], bound):
+        yield from _match_all(pats[1:], inputs[1:], b)
+
+
+def _op_matches(want, op: Op) -> bool:
+    if isinstance(want, tuple):
+        return any(_op_matches(w, op) for w in want)
+    if isinstance(want, ScalarOp):
+        return isinstance(op, Elemwise) and op.scalar_op == want
+    if isinstance(want, type) and issubclass(want, ScalarOp):
+        return isinstance(op, Elemwise) and isinstance(op.scalar_op, want)
+    if isinstance(want, type):
+        return isinstance(op, want)
+    return op == want
+
+
+def _op_text(op) -> str:
+    if isinstance(op, tuple):
+        return "|".join(map(_op_text, op))
+    if isinstance(op, ScalarOp):
+        return op.name
+    if isinstance(op, type):
+        return op.__name__
+    return str(op)
+
+
+def _all_equal(const: Constant, value) -> bool:
+    data = const.data
+    if data.size == 0:
+        return False
+    first = data.flat[0]
+    if isinstance(value, float) and np.isnan(value):
+        return bool(np.isnan(data).all()) if data.dtype.kind == "f" else False
+    if first != value:
+        return False
+    return bool((data == first).all())
+
+
+def dispatch_keys(op: Op) -> tuple:
+    """Keys under which rules that may match ``op`` are indexed (most specific first)."""
+    return (op.scalar_op, Elemwise) if isinstance(op, Elemwise) else (type(op),)
+
+
+def pattern_keys(pat: Pat) -> list | None:
+    """Dispatch keys a pattern can match at its root (``None``: any)."""
+    roots = pat.root_ops()
+    if roots is None:
+        return None
+    keys = []
+    for r in roots:
+        if isinstance(r, ScalarOp):
+            keys.append(r)
+        elif isinstance(r, type) and issubclass(r, ScalarOp):
+            keys.append(Elemwise)  # any Elemwise whose scalar op is of that class
+        elif isinstance(r, type):
+            keys.append(r)
+        elif isinstance(r, Op):
+            keys.append(dispatch_keys(r)[0])
+        else:
+            return None
+    return keys
+
