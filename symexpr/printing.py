@@ -83,7 +83,7 @@ def _describe(var: Variable, label: str, print_type: bool = True) -> str:
     return f"{text} {var.dtype} {format_shape(var.shape)}" if print_type else text
 
 
-def debugprint(obj, file=None, max_depth: int = 64, print_type: bool = True) -> str:
+def debugprint(obj, file=None, max_depth: int = 64, print_type: bool = True, rewrites: bool = False) -> str:
     """Print a graph as a Theano-style tree and return the text.
 
     Each node shows its op, an id, its dtype and static shape.  A subgraph
@@ -100,6 +100,8 @@ def debugprint(obj, file=None, max_depth: int = 64, print_type: bool = True) -> 
         Indentation depth after which a subtree moves below.
     print_type : bool
         Show dtype and shape.
+    rewrites : bool
+        For a Function: also list every change the passes made (``Function.rewrite_log``).
 
     Returns
     -------
@@ -136,6 +138,13 @@ def debugprint(obj, file=None, max_depth: int = 64, print_type: bool = True) -> 
             for i in reversed(range(len(node.inputs))):
                 branch, indent = (" └─ ", "   ") if i == last else (" ├─ ", " │ ")
                 stack.append((node.inputs[i], rest + branch, rest + indent, depth + 1, False))
+    if rewrites:
+        from symexpr.compile.function import Function
+
+        if not isinstance(obj, Function):
+            raise TypeError(f"debugprint: rewrites=True needs a Function, got {type(obj).__name__}")
+        lines.append(f"Rewrites ({len(obj.rewrite_log)}):")
+        lines.extend(f"  {record}" for record in obj.rewrite_log)
     text = "\n".join(lines) + "\n"
     if file != "str":
         print(text, end="", file=sys.stdout if file is None else file)
