@@ -136,7 +136,15 @@ def _reshape_noop(node_out, x):
 
 
 def _lossless(src: str, dst: str) -> bool:
-    return np.can_cast(src, dst, "safe")
+    """Every value of ``src`` is exactly a value of ``dst``.
+
+    Stricter than NumPy's "safe" casting, which allows int64 -> float64 (2**53 + 1 is lost).
+    """
+    s, d = np.dtype(src), np.dtype(dst)
+    if s.kind in "iu" and d.kind == "f":
+        info = np.iinfo(s)
+        return max(info.max.bit_length(), (-info.min).bit_length() - 1 if info.min else 0) <= np.finfo(d).nmant + 1
+    return bool(np.can_cast(s, d, "safe"))
 
 
 @_rule("cast_cast", Pat(ps.Cast, [Pat(ps.Cast, [X])]), "cast(cast(x, a), b) -> cast(x, b) when x -> a is lossless")
