@@ -65,7 +65,11 @@ def main() -> None:
         return
     p_inputs, p_out = build_pytensor(args.nodes)
     start = time.perf_counter()
-    pytensor.function(p_inputs, p_out, mode=pytensor.compile.mode.Mode(linker="py", optimizer="fast_run"))
+    try:
+        pytensor.function(p_inputs, p_out, mode=pytensor.compile.mode.Mode(linker="py", optimizer="fast_run"))
+    except RecursionError:
+        print(f"pytensor fast_run: RecursionError at {n} nodes")
+        return
     theirs = time.perf_counter() - start
     print(f"pytensor fast_run: {theirs:.3f} s ({theirs / n * 1e3:.3f} ms/node)")
     print(f"ratio pytensor / symexpr: {theirs / ours:.1f}x")

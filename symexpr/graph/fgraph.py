@@ -145,7 +145,7 @@ class FunctionGraph:
                     raise ValueError(f"replace: the replacement {new!r} depends on {var!r}, which is not an input of this graph")
         for old, new in replacements.items():
             if old is not new:
-                self.history.append(RewriteRecord(pass_name or reason, reason, old, new))
+                self.history.append(RewriteRecord(pass_name or reason or "replace", reason or "replace", old, new))
         for node in self.toposort():
             inputs = [mapping.get(id(var), var) for var in node.inputs]
             if all(a is b for a, b in zip(inputs, node.inputs)):

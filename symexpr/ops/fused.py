@@ -37,10 +37,21 @@ def run_program(program, inputs):
     return results[-1]
 
 
-def program_text(program) -> str:
-    """Infix text of a program, e.g. ``exp(i0 - i1) * i2``."""
+def program_text(program, max_inline: int = 60) -> str:
+    """Infix text of a program, e.g. ``exp(i0 - i1) * i2``.
+
+    A temporary used more than once, or whose text is longer than
+    ``max_inline``, is named once (``t3 = ...; ``) so the text stays linear in
+    the program's size.
+    """
+    uses = [0] * len(program)
+    for _, args in program:
+        for a in args:
+            if a[0] == "tmp":
+                uses[a[1]] += 1
     texts: list[tuple[str, int]] = []
-    for scalar_op, args in program:
+    bindings: list[str] = []
+    for index, (scalar_op, args) in enumerate(program):
         parts = []
         for a in args:
             if a[0] == "in":
@@ -48,9 +59,20 @@ def program_text(program) -> str:
             elif a[0] == "tmp":
                 parts.append(texts[a[1]])
             else:
-                parts.append((str(np.asarray(a[1], dtype=a[2])[()]), 80 if str(a[1]).startswith("-") else 100))
-        texts.append(_scalar_text(scalar_op, parts))
-    return texts[-1][0]
+                text = str(np.asarray(a[1], dtype=a[2])[()])
+                parts.append((text, 80 if text.startswith("-") else 100))
+        text, prec = _scalar_text(scalar_op, parts)
+        if index < len(program) - 1 and (uses[index] > 1 or len(text) > max_inline):
+            bindings.append(f"t{index} = {text}")
+            text, prec = f"t{index}", 100
+        texts.append((text, prec))
+    return "; ".join(bindings + [texts[-1][0]])
+
+
+def short_program_text(program, limit: int = 160) -> str:
+    """:func:`program_text`, cut to ``limit`` characters for display names."""
+    text = program_text(program)
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(program)} ops)"
 
 
 def _scalar_text(op, parts):
@@ -76,7 +98,7 @@ class Fused(Op):
         self.program = tuple(program)
 
     def display_name(self):
-        return f"Fused{{{program_text(self.program)}}}"
+        return f"Fused{{{short_program_text(self.program)}}}"
 
     def make_node(self, *inputs) -> Apply:
         inputs = [as_tensor(v) for v in inputs]
@@ -92,7 +114,7 @@ class Fused(Op):
         return [broadcast_concrete(input_shapes)]
 
     def pprint(self, node, args):
-        return f"fused[{program_text(self.program)}]({', '.join(args)})", 100
+        return f"fused[{short_program_text(self.program)}]({', '.join(args)})", 100
 
 
 class FusedReduce(Op):
@@ -108,7 +130,7 @@ class FusedReduce(Op):
 
     def display_name(self):
         keep = ", keepdims=True" if self.keepdims else ""
-        return f"FusedReduce{{{self.kind}(axis={self.axis}{keep}) of {program_text(self.program)}}}"
+        return f"FusedReduce{{{self.kind}(axis={self.axis}{keep}) of {short_program_text(self.program)}}}"
 
     def _reduce(self, value):
         return getattr(np, self.kind)(value, axis=self.axis, keepdims=self.keepdims)
@@ -128,3 +150,7 @@ class FusedReduce(Op):
 
     def infer_shape(self, node, input_shapes):
         return [reduced_shape(broadcast_concrete(input_shapes), self.axis, self.keepdims)]
+
+    def pprint(self, node, args):
+        keep = ", keepdims=True" if self.keepdims else ""
+        return f"{self.kind}(fused[{short_program_text(self.program)}]({', '.join(args)}), axis={self.axis}{keep})", 100

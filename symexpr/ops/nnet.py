@@ -48,8 +48,7 @@ class _AxisOp(Op):
 
     def make_node(self, x) -> Apply:
         x = as_tensor(x)
-        if any(a >= x.ndim for a in self.axis):
-            raise ValueError(f"{type(self).__name__.lower()}: axis {self.axis} is out of bounds for {format_shape(x.shape)}")
+        red.check_axes(self.axis, x.ndim, type(self).__name__.lower())
         return Apply(self, [x], [TensorType(float_result(x.dtype), self._shape(x.shape))])
 
     def _shape(self, shape):

@@ -27,6 +27,14 @@ def normalize_axis(axis, ndim: int, what: str) -> tuple:
     return tuple(sorted(out))
 
 
+def check_axes(axis: tuple, ndim: int, what: str) -> None:
+    """Validate an op's normalised axes: sorted, distinct, within ``[0, ndim)``."""
+    if any(not 0 <= a < ndim for a in axis) or list(axis) != sorted(set(axis)):
+        raise ValueError(
+            f"{what}: axis {axis} must be sorted, distinct and within [0, {ndim}) (the functions normalise negative axes)"
+        )
+
+
 def reduced_shape(shape: tuple, axes: tuple, keepdims: bool) -> tuple:
     if keepdims:
         return tuple(1 if i in axes else d for i, d in enumerate(shape))
@@ -73,8 +81,7 @@ class Reduce(Op):
 
     def make_node(self, x) -> Apply:
         x = as_tensor(x)
-        if any(a >= x.ndim for a in self.axis):
-            raise ValueError(f"{self.kind}: axis {self.axis} is out of bounds for a tensor of rank {x.ndim}")
+        check_axes(self.axis, x.ndim, self.kind)
         if self.initial is None:
             _check_nonempty(self.kind, x, self.axis)
         with np.errstate(all="ignore"):
@@ -104,6 +111,7 @@ class Var(Op):
 
     def make_node(self, x) -> Apply:
         x = as_tensor(x)
+        check_axes(self.axis, x.ndim, "var")
         with np.errstate(all="ignore"):
             probe = np.var(np.ones((1,) * x.ndim, dtype=x.dtype), axis=self.axis)
         dtype = canonical_dtype(np.asarray(probe).dtype)

@@ -36,7 +36,7 @@ register_pass(RewritePass("canonicalize", [*_canonicalize.RULES, constant_foldin
 register_pass(RewritePass("stabilize", _stabilize.RULES, ("fast_run", "stabilize"), 1.5,
                           "numerically stable forms and recognition of composites"))
 register_pass(RewritePass("specialize", _specialize.RULES, ("fast_run", "specialize"), 2.0, "cheaper equivalent forms"))
-register_pass(GraphPass("fusion", fuse_elemwise, ("fast_run", "fusion"), 49.0, "fuse elementwise groups into Fused ops"))
+register_pass(GraphPass("fuse_elemwise", fuse_elemwise, ("fast_run", "fusion"), 49.0, "fuse elementwise groups into Fused ops"))
 register_pass(GraphPass("fuse_reductions", fuse_reductions, ("fast_run", "fusion"), 49.5,
                         "fuse a reduction with its elementwise producer"))
 register_pass(RewritePass("cleanup", [constant_folding], ("fast_run", "fast_compile", "cleanup"), 100.0,

@@ -14,7 +14,7 @@ from symexpr.ops import elemwise as ew
 from symexpr.ops import scalar as ps
 from symexpr.ops.reduction import Reduce
 from symexpr.ops.shape import Reshape, Transpose
-from symexpr.passes.patterns import X, Y, const, is_float, is_integer_or_bool, keeps_type, negative_zero, nonnegative, positive_zero
+from symexpr.passes.patterns import X, Y, const, is_float, is_integer_or_bool, keeps_type, negative_zero, positive_zero
 from symexpr.rewriting import Pat, Rule
 
 RULES: list[Rule] = []
@@ -153,17 +153,6 @@ def _cast_cast(node_out, x):
     if not _lossless(x.dtype, middle.dtype):
         return None
     return ew.cast(x, node_out.dtype)
-
-
-@_rule("log_exp", Pat(ps.log, [Pat(ps.exp, [X], dtype="f")]),
-       "log(exp(x)) -> x for floats: equal where exp is finite and more accurate where it overflows")
-def _log_exp(node_out, x):
-    return x if keeps_type(node_out, x) else None
-
-
-@_rule("exp_log", Pat(ps.exp, [Pat(ps.log, [X], dtype="f")]), "exp(log(x)) -> x for floats known to be >= 0")
-def _exp_log(node_out, x):
-    return x if keeps_type(node_out, x) and nonnegative(x) else None
 
 
 @_rule("sum_of_sum", Pat(Reduce, [Pat(Reduce, [X])]), "sum(sum(x, a), b) -> sum(x, a+b) for integers (exact)")

@@ -114,10 +114,10 @@ def fuse_elemwise(fgraph: FunctionGraph) -> None:
         program, inputs = _program(root, group)
         return Fused(program), inputs
 
-    _rebuild(fgraph, order, groups, "fuse_elemwise", make)
+    _rebuild(fgraph, order, groups, "fuse_elemwise", "fuse_elemwise", make)
 
 
-def _rebuild(fgraph, order, groups, rule, make):
+def _rebuild(fgraph, order, groups, pass_name, rule, make):
     """Rebuild the graph in dependency order, replacing each group root by ``make(root, group)``."""
     memo: dict[int, Variable] = {}
     roots = set(groups)
@@ -125,7 +125,7 @@ def _rebuild(fgraph, order, groups, rule, make):
         if id(node) in roots:
             op, inputs = make(node, groups[id(node)])
             new = op(*[memo.get(id(v), v) for v in inputs])
-            fgraph.history.append(RewriteRecord("fusion", rule, node.outputs[0], new))
+            fgraph.history.append(RewriteRecord(pass_name, rule, node.outputs[0], new))
             memo[id(node.outputs[0])] = new
         else:
             inputs = [memo.get(id(v), v) for v in node.inputs]
@@ -155,4 +155,4 @@ def fuse_reductions(fgraph: FunctionGraph) -> None:
         program, inputs = _program(group[0], group)
         return FusedReduce(program, root.op.kind, root.op.axis, root.op.keepdims), inputs
 
-    _rebuild(fgraph, order, groups, "fuse_reduction", make)
+    _rebuild(fgraph, order, groups, "fuse_reductions", "fuse_reduction", make)

@@ -15,7 +15,7 @@ from symexpr.ops import elemwise as ew
 from symexpr.ops import nnet
 from symexpr.ops import scalar as ps
 from symexpr.ops.reduction import Reduce
-from symexpr.passes.patterns import X, const, scalar_value
+from symexpr.passes.patterns import X, const, keeps_type, nonnegative, scalar_value
 from symexpr.rewriting import Pat, Rule
 
 RULES: list[Rule] = []
@@ -135,7 +135,8 @@ def _gelu_tanh_pattern():
     return Pat(ps.mul, [half_x, one_plus], dtype="f")
 
 
-@_rule("gelu_tanh", _gelu_tanh_pattern(), "0.5 * x * (1 + tanh(0.79788... * (x + 0.044715 * x*x*x))) -> gelu(x, 'tanh')")
+@_rule("gelu_tanh", _gelu_tanh_pattern(),
+       "0.5 * x * (1 + tanh(0.79788... * (x + 0.044715 * x*x*x))) -> gelu(x, 'tanh') (same formula, other rounding order: ~40 ulp)")
 def _gelu_tanh(node_out, x, c, k, one, half):
     return _typed(ew.gelu(x, approximate="tanh"), node_out)
 
@@ -172,3 +173,66 @@ def _layer_norm_pattern():
 def _layer_norm(node_out, x, mu, xc, var, eps, **_):
     value = _eps_value(eps)
     return None if value is None or not node_out.dtype.startswith("float") else _typed(nnet.layer_norm(x, eps=value), node_out)
+
+
+def _last_dim_vector(v, x) -> bool:
+    return v.ndim == 1 and (v.shape[0] in (None, x.shape[-1]) or x.shape[-1] is None)
+
+
+_PLAIN_LN = Pat(nnet.LayerNorm, [X], name="ln", where=lambda v: not v.owner.op.has_weight and not v.owner.op.has_bias)
+
+
+@_rule("layer_norm_affine", Pat.any_of(
+    Pat(ps.add, [Pat(ps.mul, [_PLAIN_LN, Pat.var("w")]), Pat.var("b")]),
+    Pat(ps.mul, [_PLAIN_LN, Pat.var("w")]),
+), "layer_norm(x) * w + b -> layer_norm(x, w, b) for 1-d w, b over the last axis")
+def _layer_norm_affine(node_out, x, ln, w, b=None):
+    if not _last_dim_vector(w, x) or (b is not None and not _last_dim_vector(b, x)):
+        return None
+    return _typed(nnet.layer_norm(x, w, b, eps=ln.owner.op.eps), node_out)
+
+
+@_rule("rms_norm_weight", Pat(ps.mul, [Pat(nnet.RMSNorm, [X], name="rms", where=lambda v: not v.owner.op.has_weight), Pat.var("w")]),
+       "rms_norm(x) * w -> rms_norm(x, w) for a 1-d w over the last axis")
+def _rms_norm_weight(node_out, x, rms, w):
+    if not _last_dim_vector(w, x):
+        return None
+    return _typed(nnet.rms_norm(x, w, eps=rms.owner.op.eps), node_out)
+
+
+def _last_axis_var(inner: Pat, name: str) -> Pat:
+    from symexpr.ops.reduction import Var
+
+    return Pat(Var, [inner], name=name,
+               where=lambda v: v.owner.op.keepdims and v.owner.op.ddof == 0 and v.owner.op.axis == (v.owner.inputs[0].ndim - 1,))
+
+
+@_rule("layer_norm_var", inv_sqrt_times(minus(X, _last_axis_mean(X, "mu"), name="xc"), Pat(ps.add, [_last_axis_var(X, "var"), _EPS])),
+       "(x - mean(x)) / sqrt(var(x) + eps) over the last axis -> layer_norm(x, eps)")
+def _layer_norm_var(node_out, x, mu, xc, var, eps, **_):
+    value = _eps_value(eps)
+    return None if value is None or not node_out.dtype.startswith("float") else _typed(nnet.layer_norm(x, eps=value), node_out)
+
+
+_M = Pat(Reduce, [X], name="m", where=lambda v: v.owner.op.kind == "max" and v.owner.op.keepdims)
+
+
+@_rule("logsumexp_shifted", Pat(ps.add, [
+    Pat(ps.log, [_reduce("sum", Pat(ps.exp, [minus(X, _M)], dtype="f"), name="s")]), _M,
+]), "log(sum(exp(x - max(x)), keepdims=True)) + max(x) -> logsumexp(x, keepdims=True)")
+def _logsumexp_shifted(node_out, x, m, s, **_):
+    op = s.owner.op
+    if not op.keepdims or m.owner.op.axis != op.axis:
+        return None
+    return _typed(nnet.logsumexp(x, axis=op.axis, keepdims=True), node_out)
+
+
+@_rule("log_exp", Pat(ps.log, [Pat(ps.exp, [X], dtype="f")]),
+       "log(exp(x)) -> x for floats: the exact value (log(exp(x)) rounds twice and overflows for large x)")
+def _log_exp(node_out, x):
+    return x if keeps_type(node_out, x) else None
+
+
+@_rule("exp_log", Pat(ps.exp, [Pat(ps.log, [X], dtype="f")]), "exp(log(x)) -> x for floats known to be >= 0: the exact value (the original is within ~8 ulp)")
+def _exp_log(node_out, x):
+    return x if keeps_type(node_out, x) and nonnegative(x) else None

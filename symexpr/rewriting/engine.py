@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from symexpr.graph.basic import Variable
+from symexpr.graph.basic import Constant, Variable
 from symexpr.graph.fgraph import FunctionGraph, RewriteRecord
+from symexpr.graph.traversal import graph_inputs
 from symexpr.rewriting.pattern import Pat, dispatch_keys, pattern_keys
 
 
@@ -58,7 +59,10 @@ class Rule:
                 continue  # the replacement does not type-check here: the rule does not apply
             if out is not None and out is not var:
                 if not _same_type(var, out):
-                    raise TypeError(f"rule {self.name}: replaced {var.type} with {out.type}")
+                    raise TypeError(
+                        f"rule {self.name}: the replacement has type {out.type}, the matched variable {var.type} "
+                        "(dtype, rank and every known dimension must be kept)"
+                    )
                 return out
         return None
 
@@ -68,7 +72,12 @@ class Rule:
 
 
 def _same_type(old: Variable, new: Variable) -> bool:
-    return old.type.is_compatible(new.type)
+    """Same dtype and rank, and every dimension ``old`` knows statically ``new`` knows equally."""
+    return (
+        old.dtype == new.dtype
+        and old.ndim == new.ndim
+        and all(o is None or o == n for o, n in zip(old.shape, new.shape))
+    )
 
 
 def rule(name: str, pattern: Pat, doc: str = ""):
@@ -154,6 +163,7 @@ def rewrite_to_fixpoint(
         if not fired:
             break
         new_outputs = [memo.get(id(v), v) for v in fgraph.outputs]
+        _check_sources(fgraph, new_outputs, fired, pass_name)
         log.extend(fired)
         total += len(fired)
         state = tuple(map(id, new_outputs))
@@ -169,6 +179,16 @@ def rewrite_to_fixpoint(
         raise RewriteLoopError(f"{pass_name}: no fixed point after {max_sweeps} sweeps")
     fgraph.history.extend(log)
     return total
+
+
+def _check_sources(fgraph, outputs, fired, pass_name):
+    allowed = {id(v) for v in fgraph.inputs}
+    for var in graph_inputs(outputs):
+        if id(var) not in allowed and not isinstance(var, Constant):
+            rules = ", ".join(dict.fromkeys(r.rule for r in fired))
+            raise ValueError(
+                f"{pass_name}: a replacement made by rule(s) {rules} uses {var!r}, which is not an input of the graph"
+            )
 
 
 def _rewrite_node(var: Variable, rules: RuleSet, pass_name: str, fired: list, max_local: int) -> Variable:

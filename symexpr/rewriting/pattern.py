@@ -176,8 +176,13 @@ def _all_equal(const: Constant, value) -> bool:
 
 
 def dispatch_keys(op: Op) -> tuple:
-    """Keys under which rules that may match ``op`` are indexed (most specific first)."""
-    return (op.scalar_op, Elemwise) if isinstance(op, Elemwise) else (type(op),)
+    """Keys under which rules that may match ``op`` are indexed (most specific first).
+
+    The scalar op of an Elemwise, then the op's class and its base classes, so a
+    pattern on a base class (or on ``ps.Cast`` for any cast) finds its nodes.
+    """
+    classes = tuple(c for c in type(op).__mro__ if c not in (Op, object))
+    return ((op.scalar_op,) if isinstance(op, Elemwise) else ()) + classes
 
 
 def pattern_keys(pat: Pat) -> list | None:

@@ -347,7 +347,7 @@ def test_history_records_reasons_in_order():
     fg.replace(se.exp(x), se.sin(x), reason="first")
     fg.replace(se.sin(x), se.cos(x), reason="second")
     fg.replace(se.cos(x) * 2, se.cos(x) + se.cos(x))
-    assert [h.rule for h in fg.history] == ["first", "second", ""]
+    assert [h.rule for h in fg.history] == ["first", "second", "replace"]
     assert fg.history[0].before is se.exp(x) and fg.history[0].after is se.sin(x)
     assert fg.history[1].before is se.sin(x) and fg.history[1].after is se.cos(x)
     assert ids(fg.outputs) == ids([se.cos(x) + se.cos(x)])
