@@ -189,7 +189,10 @@ class Where(ScalarOp):
 def _decompose_sigmoid(x):
     from symexpr import ops
 
-    return 0.5 * ops.tanh(0.5 * x) + 0.5
+    # The same stable two-branch form as the reference: exp(-|x|) never overflows,
+    # and e / (1 + e) keeps the tail for large negative x.
+    e = ops.exp(-ops.abs(x))
+    return ops.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def _decompose_silu(x):
