@@ -22,6 +22,7 @@ def decompose(fgraph: FunctionGraph, keep: Callable[[Op], bool] | None = None) -
     composites is expanded in the same sweep.
     """
     expanded: dict[int, Variable] = {}  # id(var) -> its fully expanded replacement
+    alive: list[Variable] = []  # every key's variable, so no id is reused while the map lives
 
     def expand(outputs: list[Variable]) -> None:
         for node in _pending_nodes(outputs, expanded):
@@ -33,7 +34,9 @@ def decompose(fgraph: FunctionGraph, keep: Callable[[Op], bool] | None = None) -
             else:
                 expand(parts)  # nesting depth of composites, not graph depth
                 results = [expanded.get(id(v), v) for v in parts]
+            alive.extend(parts or ())
             for old, new in zip(node.outputs, results):
+                alive.extend((old, new))
                 expanded[id(old)] = new
                 expanded.setdefault(id(new), new)
 
