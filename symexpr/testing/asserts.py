@@ -117,6 +117,12 @@ def _compare(expected: np.ndarray, got: np.ndarray, rtol, atol, compute_dtype=No
     if inf.any():
         problems.append(f"infinities in different places or of different sign ({int(inf.sum())} elements)")
         problems += _listed(inf, shown_e, shown_g)
+    if rtol == 0 and atol == 0:
+        # An exact comparison is bit for bit: the sign of zero must match too.
+        zero_sign = (e64 == 0) & (g64 == 0) & (np.signbit(e64) != np.signbit(g64))
+        if zero_sign.any():
+            problems.append(f"zeros of different sign ({int(zero_sign.sum())} elements; exact comparison)")
+            problems += _listed(zero_sign, shown_e, shown_g)
     both = np.isfinite(e64) & np.isfinite(g64)
     with np.errstate(all="ignore"):
         diff = np.where(both, np.abs(g64 - e64), 0.0)
@@ -210,7 +216,8 @@ def assert_rewrite_preserves(rewrite, graph_or_strategy, rtol=None, atol=None, b
 
     Each output must have the same dtype and shape as the reference, NaN in the same
     places, +-inf in the same places with the same sign, and the other values within
-    ``|got - expected| <= atol + rtol * |expected|`` (so -0.0 equals 0.0).  A failure
+    ``|got - expected| <= atol + rtol * |expected|`` (so -0.0 equals 0.0, except with
+    ``rtol=0, atol=0``: an exact comparison also requires the sign of zero to match).  A failure
     raises ``AssertionError`` showing the graph before and after the rewrite (``pprint``
     of each ``Function.fgraph``), the inputs and the mismatching values.  An exception
     from the rewrite or the rewritten graph propagates with the graph attached as a note.
