@@ -42,6 +42,9 @@ def demo(args) -> int:
     err = float(np.max(np.abs(result - expected)))
     ok = err < 1e-3 and result.dtype == np.float32 and result.shape == expected.shape
     print(f"\n== compiled with backend={args.backend!r} in {compile_s * 1e3:.1f} ms ==")
+    print(f"fast_run: {n_nodes} nodes -> {len(f.fgraph.toposort())} after {len(f.rewrite_log)} rewrites "
+          f"(recognised, fused; print them with se.debugprint(f, rewrites=True))")
+    se.debugprint(f)
     print(f"input: {args.tokens} token ids, causal mask {mask.shape}")
     print(f"output: {result.dtype} {result.shape}, first row {np.array2string(result[0, :4], precision=4)} ...")
     print(f"one call: {call_ms:.2f} ms")
