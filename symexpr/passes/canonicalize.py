@@ -14,18 +14,23 @@ from symexpr.ops import elemwise as ew
 from symexpr.ops import scalar as ps
 from symexpr.ops.reduction import Reduce
 from symexpr.ops.shape import Reshape, Transpose
-from symexpr.passes.patterns import X, Y, const, is_float, is_integer_or_bool, keeps_type, negative_zero, positive_zero
+from symexpr.passes.patterns import (
+    X,
+    Y,
+    const,
+    is_float,
+    is_integer_or_bool,
+    keeps_type,
+    negative_zero,
+    positive_zero,
+    rule_collector,
+)
 from symexpr.rewriting import Pat, Rule
 
 RULES: list[Rule] = []
 
 
-def _rule(name: str, pattern: Pat, doc: str):
-    def wrap(build):
-        RULES.append(Rule(name, pattern, build, doc))
-        return build
-
-    return wrap
+_rule = rule_collector(RULES)
 
 
 @_rule("mul_one", Pat(ps.mul, [X, const("c", 1)]), "x * 1 -> x (exact for every dtype)")

@@ -6,7 +6,7 @@ import numpy as np
 
 from symexpr.graph.basic import Constant, Variable
 from symexpr.ops import scalar as ps
-from symexpr.rewriting import Pat
+from symexpr.rewriting import Pat, Rule
 
 X = Pat.var("x")
 Y = Pat.var("y")
@@ -63,3 +63,21 @@ def nonnegative(var: Variable) -> bool:
     if isinstance(node.op, Softmax):
         return True
     return isinstance(node.op, Elemwise) and node.op.scalar_op in _NONNEGATIVE_OPS
+
+
+def rule_collector(rules: list):
+    """A decorator ``@collect(name, pattern, doc)`` that appends ``Rule(name, pattern, fn, doc)`` to ``rules``."""
+
+    def collect(name: str, pattern: Pat, doc: str):
+        def wrap(build):
+            rules.append(Rule(name, pattern, build, doc))
+            return build
+
+        return wrap
+
+    return collect
+
+
+def typed(out, node_out):
+    """``out`` if it has exactly ``node_out``'s type, else ``None`` (the rule does not apply)."""
+    return out if out is not None and out.type == node_out.type else None

@@ -11,37 +11,29 @@ import numpy as np
 from symexpr.graph.basic import Constant
 from symexpr.ops import elemwise as ew
 from symexpr.ops import scalar as ps
-from symexpr.passes.patterns import X, Y, const, is_float
+from symexpr.passes.patterns import X, Y, const, is_float, rule_collector, typed
 from symexpr.rewriting import Pat, Rule
 
 RULES: list[Rule] = []
 
 
-def _rule(name: str, pattern: Pat, doc: str):
-    def wrap(build):
-        RULES.append(Rule(name, pattern, build, doc))
-        return build
+_rule = rule_collector(RULES)
 
-    return wrap
-
-
-def _typed(out, node_out):
-    return out if out is not None and out.type == node_out.type else None
 
 
 @_rule("pow_two", Pat(ps.power, [X, const("c", 2)]), "x ** 2 -> x * x (exact: both are the rounded square)")
 def _pow_two(node_out, x, c):
-    return _typed(x * x, node_out)
+    return typed(x * x, node_out)
 
 
 @_rule("pow_small_int", Pat(ps.power, [X, Pat.const("c")]), "x ** 3 -> (x*x)*x, x ** 4 -> (x*x)*(x*x): exact for integers, <= 2 ulp for floats")
 def _pow_small_int(node_out, x, c):
     value = c.data.item() if c.data.size == 1 else None
     if value == 3:
-        return _typed(x * x * x, node_out)
+        return typed(x * x * x, node_out)
     if value == 4:
         sq = x * x
-        return _typed(sq * sq, node_out)
+        return typed(sq * sq, node_out)
     return None
 
 
@@ -56,22 +48,22 @@ def _div_by_power_of_two(node_out, x, c):
     info = np.finfo(data.dtype)
     if not (np.abs(mantissa) == 0.5).all() or not (np.abs(inverse) >= info.tiny).all() or not np.isfinite(inverse).all():
         return None
-    return _typed(x * Constant(inverse), node_out)
+    return typed(x * Constant(inverse), node_out)
 
 
 @_rule("rsqrt", Pat(ps.true_div, [const("one", 1), Pat(ps.sqrt, [X])], dtype=("float32", "float64")),
        "1 / sqrt(x) -> rsqrt(x) (float32/float64: rsqrt is 1/sqrt in the same precision)")
 def _rsqrt(node_out, x, one):
-    return _typed(ew.rsqrt(x), node_out)
+    return typed(ew.rsqrt(x), node_out)
 
 
 @_rule("add_neg_to_sub", Pat(ps.add, [X, Pat(ps.neg, [Y])]), "a + (-b) -> a - b (undoes the canonical form; exact)")
 def _add_neg_to_sub(node_out, x, y):
-    return _typed(x - y, node_out)
+    return typed(x - y, node_out)
 
 
 @_rule("mul_minus_one", Pat(ps.mul, [X, const("c", -1)]), "x * -1 -> -x (exact; integers wrap the same way)")
 def _mul_minus_one(node_out, x, c):
     if not is_float(x) and np.dtype(x.dtype).kind != "i":
         return None
-    return _typed(ew.neg(x), node_out)
+    return typed(ew.neg(x), node_out)

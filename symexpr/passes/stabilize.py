@@ -15,52 +15,44 @@ from symexpr.ops import elemwise as ew
 from symexpr.ops import nnet
 from symexpr.ops import scalar as ps
 from symexpr.ops.reduction import Reduce
-from symexpr.passes.patterns import X, const, keeps_type, nonnegative, scalar_value
+from symexpr.passes.patterns import X, const, keeps_type, nonnegative, rule_collector, scalar_value, typed
 from symexpr.rewriting import Pat, Rule
 
 RULES: list[Rule] = []
 
 
-def _rule(name: str, pattern: Pat, doc: str):
-    def wrap(build):
-        RULES.append(Rule(name, pattern, build, doc))
-        return build
-
-    return wrap
+_rule = rule_collector(RULES)
 
 
 def _reduce(kind: str, inner: Pat, name: str | None = None) -> Pat:
     return Pat(Reduce, [inner], name=name, where=lambda v: v.owner.op.kind == kind)
 
 
-def _typed(out, node_out):
-    return out if out is not None and out.type == node_out.type else None
-
 
 @_rule("log_softmax", Pat(ps.log, [Pat(nnet.Softmax, [X], name="sm")]), "log(softmax(x)) -> log_softmax(x)")
 def _log_softmax(node_out, x, sm):
-    return _typed(nnet.LogSoftmax(sm.owner.op.axis)(x), node_out)
+    return typed(nnet.LogSoftmax(sm.owner.op.axis)(x), node_out)
 
 
 @_rule("log1p", Pat(ps.log, [Pat(ps.add, [X, const("one", 1)], dtype="f")]), "log(x + 1) -> log1p(x)")
 def _log1p(node_out, x, one):
-    return _typed(ew.log1p(x), node_out)
+    return typed(ew.log1p(x), node_out)
 
 
 @_rule("expm1", Pat(ps.add, [Pat(ps.exp, [X]), const("minus_one", -1)], dtype="f"), "exp(x) + (-1) -> expm1(x)")
 def _expm1(node_out, x, minus_one):
-    return _typed(ew.expm1(x), node_out)
+    return typed(ew.expm1(x), node_out)
 
 
 @_rule("expm1_sub", Pat(ps.sub, [Pat(ps.exp, [X]), const("one", 1)], dtype="f"), "exp(x) - 1 -> expm1(x)")
 def _expm1_sub(node_out, x, one):
-    return _typed(ew.expm1(x), node_out)
+    return typed(ew.expm1(x), node_out)
 
 
 @_rule("logsumexp", Pat(ps.log, [_reduce("sum", Pat(ps.exp, [X], dtype="f"), name="s")]), "log(sum(exp(x))) -> logsumexp(x)")
 def _logsumexp(node_out, x, s):
     op = s.owner.op
-    return _typed(nnet.logsumexp(x, axis=op.axis, keepdims=op.keepdims), node_out)
+    return typed(nnet.logsumexp(x, axis=op.axis, keepdims=op.keepdims), node_out)
 
 
 def minus(a: Pat, b: Pat, name: str | None = None) -> Pat:
@@ -82,7 +74,7 @@ def _softmax_builder(node_out, x, e, s, m=None, **_):
     sum_op = s.owner.op
     if not sum_op.keepdims or (m is not None and m.owner.op.axis != sum_op.axis):
         return None
-    return _typed(nnet.softmax(x, axis=sum_op.axis), node_out)
+    return typed(nnet.softmax(x, axis=sum_op.axis), node_out)
 
 
 _MAX = Pat(Reduce, [X], name="m", where=lambda v: v.owner.op.kind == "max" and v.owner.op.keepdims)
@@ -103,7 +95,7 @@ RULES.append(Rule(
 
 @_rule("silu", Pat(ps.mul, [X, Pat(ps.sigmoid, [X])], dtype="f"), "x * sigmoid(x) -> silu(x)")
 def _silu(node_out, x):
-    return _typed(ew.silu(x), node_out)
+    return typed(ew.silu(x), node_out)
 
 
 def _is(value):
@@ -123,7 +115,7 @@ def _gelu_erf_pattern():
 
 @_rule("gelu_erf", _gelu_erf_pattern(), "0.5 * x * (1 + erf(x * 0.7071...)) -> gelu(x)")
 def _gelu_erf(node_out, x, k, one, half):
-    return _typed(ew.gelu(x), node_out)
+    return typed(ew.gelu(x), node_out)
 
 
 def _gelu_tanh_pattern():
@@ -138,7 +130,7 @@ def _gelu_tanh_pattern():
 @_rule("gelu_tanh", _gelu_tanh_pattern(),
        "0.5 * x * (1 + tanh(0.79788... * (x + 0.044715 * x*x*x))) -> gelu(x, 'tanh') (same formula, other rounding order: ~40 ulp)")
 def _gelu_tanh(node_out, x, c, k, one, half):
-    return _typed(ew.gelu(x, approximate="tanh"), node_out)
+    return typed(ew.gelu(x, approximate="tanh"), node_out)
 
 
 def _last_axis_mean(inner: Pat, name: str) -> Pat:
@@ -160,7 +152,7 @@ _EPS = Pat.const("eps")
        "x / sqrt(mean(x*x, -1, keepdims) + eps) -> rms_norm(x, eps)")
 def _rms_norm(node_out, x, ms, eps, **_):
     value = _eps_value(eps)
-    return None if value is None or not node_out.dtype.startswith("float") else _typed(nnet.rms_norm(x, eps=value), node_out)
+    return None if value is None or not node_out.dtype.startswith("float") else typed(nnet.rms_norm(x, eps=value), node_out)
 
 
 def _layer_norm_pattern():
@@ -172,7 +164,7 @@ def _layer_norm_pattern():
 @_rule("layer_norm", _layer_norm_pattern(), "(x - mean) / sqrt(mean((x - mean)**2) + eps) -> layer_norm(x, eps)")
 def _layer_norm(node_out, x, mu, xc, var, eps, **_):
     value = _eps_value(eps)
-    return None if value is None or not node_out.dtype.startswith("float") else _typed(nnet.layer_norm(x, eps=value), node_out)
+    return None if value is None or not node_out.dtype.startswith("float") else typed(nnet.layer_norm(x, eps=value), node_out)
 
 
 def _last_dim_vector(v, x) -> bool:
@@ -189,7 +181,7 @@ _PLAIN_LN = Pat(nnet.LayerNorm, [X], name="ln", where=lambda v: not v.owner.op.h
 def _layer_norm_affine(node_out, x, ln, w, b=None):
     if not _last_dim_vector(w, x) or (b is not None and not _last_dim_vector(b, x)):
         return None
-    return _typed(nnet.layer_norm(x, w, b, eps=ln.owner.op.eps), node_out)
+    return typed(nnet.layer_norm(x, w, b, eps=ln.owner.op.eps), node_out)
 
 
 @_rule("rms_norm_weight", Pat(ps.mul, [Pat(nnet.RMSNorm, [X], name="rms", where=lambda v: not v.owner.op.has_weight), Pat.var("w")]),
@@ -197,7 +189,7 @@ def _layer_norm_affine(node_out, x, ln, w, b=None):
 def _rms_norm_weight(node_out, x, rms, w):
     if not _last_dim_vector(w, x):
         return None
-    return _typed(nnet.rms_norm(x, w, eps=rms.owner.op.eps), node_out)
+    return typed(nnet.rms_norm(x, w, eps=rms.owner.op.eps), node_out)
 
 
 def _last_axis_var(inner: Pat, name: str) -> Pat:
@@ -211,7 +203,7 @@ def _last_axis_var(inner: Pat, name: str) -> Pat:
        "(x - mean(x)) / sqrt(var(x) + eps) over the last axis -> layer_norm(x, eps)")
 def _layer_norm_var(node_out, x, mu, xc, var, eps, **_):
     value = _eps_value(eps)
-    return None if value is None or not node_out.dtype.startswith("float") else _typed(nnet.layer_norm(x, eps=value), node_out)
+    return None if value is None or not node_out.dtype.startswith("float") else typed(nnet.layer_norm(x, eps=value), node_out)
 
 
 _M = Pat(Reduce, [X], name="m", where=lambda v: v.owner.op.kind == "max" and v.owner.op.keepdims)
@@ -224,7 +216,7 @@ def _logsumexp_shifted(node_out, x, m, s, **_):
     op = s.owner.op
     if not op.keepdims or m.owner.op.axis != op.axis:
         return None
-    return _typed(nnet.logsumexp(x, axis=op.axis, keepdims=True), node_out)
+    return typed(nnet.logsumexp(x, axis=op.axis, keepdims=True), node_out)
 
 
 @_rule("log_exp", Pat(ps.log, [Pat(ps.exp, [X], dtype="f")]),
