@@ -80,7 +80,8 @@ def _scalar_text(op, parts):
         return f"({t})" if p < need else t
 
     if op.symbol is not None and len(parts) == 2:
-        left = wrap(*parts[0], op.precedence + (1 if op.precedence == 90 else 0))
+        comparison = op.precedence == 30  # Python chains comparisons: (a < b) == c keeps its parentheses
+        left = wrap(*parts[0], op.precedence + (1 if op.precedence == 90 or comparison else 0))
         right = wrap(*parts[1], op.precedence + (0 if op.precedence == 90 else 1))
         return f"{left} {op.symbol} {right}", op.precedence
     if op.symbol is not None and len(parts) == 1:

@@ -58,6 +58,8 @@ class Rule:
             except (TypeError, ValueError, OverflowError):
                 continue  # the replacement does not type-check here: the rule does not apply
             if out is not None and out is not var:
+                if not isinstance(out, Variable):
+                    raise TypeError(f"rule {self.name}: the builder returned a {type(out).__name__}, not a Variable or None")
                 if not _same_type(var, out):
                     raise TypeError(
                         f"rule {self.name}: the replacement has type {out.type}, the matched variable {var.type} "

@@ -168,7 +168,7 @@ def _all_equal(const: Constant, value) -> bool:
     if data.size == 0:
         return False
     first = data.flat[0]
-    if isinstance(value, float) and np.isnan(value):
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
         return bool(np.isnan(data).all()) if data.dtype.kind == "f" else False
     if first != value:
         return False
@@ -181,7 +181,7 @@ def dispatch_keys(op: Op) -> tuple:
     The scalar op of an Elemwise, then the op's class and its base classes, so a
     pattern on a base class (or on ``ps.Cast`` for any cast) finds its nodes.
     """
-    classes = tuple(c for c in type(op).__mro__ if c not in (Op, object))
+    classes = tuple(c for c in type(op).__mro__ if c is not object)
     return ((op.scalar_op,) if isinstance(op, Elemwise) else ()) + classes
 
 
