@@ -13,37 +13,20 @@ import time
 import symexpr as se
 
 
-def build_symexpr(n: int):
-    x, y = se.matrix("x"), se.matrix("y")
+def build(lib, n: int):
+    """The same ~n-node graph with ``lib`` = ``symexpr`` or ``pytensor.tensor`` (same function names)."""
+    x, y = lib.matrix("x"), lib.matrix("y")
     v = x
     for i in range(n // 4):
         k = i % 4
         if k == 0:
-            v = se.exp(v - y) * 0.5 + 1.0
+            v = lib.exp(v - y) * 0.5 + 1.0
         elif k == 1:
-            v = se.tanh(v) * y - v / 2.0
+            v = lib.tanh(v) * y - v / 2.0
         elif k == 2:
-            v = se.log(1 + v * v) + 0
+            v = lib.log(1 + v * v) + 0
         else:
-            v = v.T.T * 1.0 + se.sigmoid(y)
-    return [x, y], v
-
-
-def build_pytensor(n: int):
-    import pytensor.tensor as pt
-
-    x, y = pt.matrix("x"), pt.matrix("y")
-    v = x
-    for i in range(n // 4):
-        k = i % 4
-        if k == 0:
-            v = pt.exp(v - y) * 0.5 + 1.0
-        elif k == 1:
-            v = pt.tanh(v) * y - v / 2.0
-        elif k == 2:
-            v = pt.log(1 + v * v) + 0
-        else:
-            v = v.T.T * 1.0 + pt.sigmoid(y)
+            v = v.T.T * 1.0 + lib.sigmoid(y)
     return [x, y], v
 
 
@@ -51,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=2000)
     args = parser.parse_args()
-    inputs, out = build_symexpr(args.nodes)
+    inputs, out = build(se, args.nodes)
     n = len(se.FunctionGraph(inputs, [out]).toposort())
     start = time.perf_counter()
     f = se.function(inputs, out, passes="fast_run")
@@ -63,7 +46,9 @@ def main() -> None:
     except ImportError:
         print("pytensor: not installed (pip install -e '.[bench]')")
         return
-    p_inputs, p_out = build_pytensor(args.nodes)
+    import pytensor.tensor as pt
+
+    p_inputs, p_out = build(pt, args.nodes)
     start = time.perf_counter()
     try:
         pytensor.function(p_inputs, p_out, mode=pytensor.compile.mode.Mode(linker="py", optimizer="fast_run"))

@@ -161,12 +161,14 @@ def _wrap(text: str, prec: int, need: int) -> str:
     return f"({text})" if prec < need else text
 
 
-def _pp_node(node: Apply, parts: list[tuple[str, int]]) -> tuple[str, int]:
-    """Infix text of a node from its inputs' ``(text, precedence)`` pairs."""
-    op = node.op
-    _, prec = op.pprint(node, ["_"] * len(parts))
+def wrap_operands(prec: int, parts: list[tuple[str, int]]) -> list[str]:
+    """Operand texts of an operator of precedence ``prec``, parenthesised where Python needs it.
+
+    ``parts`` are the operands' ``(text, precedence)``.  Binary operators are
+    left-associative except ``**``; comparisons do not chain.
+    """
     if prec >= _ATOM:  # function-call syntax: arguments never need parentheses
-        return op.pprint(node, [t for t, _ in parts])
+        return [t for t, _ in parts]
     args = []
     for i, (t, p) in enumerate(parts):
         need = prec
@@ -176,7 +178,13 @@ def _pp_node(node: Apply, parts: list[tuple[str, int]]) -> tuple[str, int]:
             right_assoc = prec == 90  # **
             need = prec + (1 if (i == 1) != right_assoc else 0)
         args.append(_wrap(t, p, need))
-    return op.pprint(node, args)
+    return args
+
+
+def _pp_node(node: Apply, parts: list[tuple[str, int]]) -> tuple[str, int]:
+    """Infix text of a node from its inputs' ``(text, precedence)`` pairs."""
+    _, prec = node.op.pprint(node, ["_"] * len(parts))
+    return node.op.pprint(node, wrap_operands(prec, parts))
 
 
 def pprint(obj, max_shared_len: int = 40) -> str:

@@ -76,16 +76,12 @@ def short_program_text(program, limit: int = 160) -> str:
 
 
 def _scalar_text(op, parts):
-    def wrap(t, p, need):
-        return f"({t})" if p < need else t
+    from symexpr.printing import wrap_operands
 
-    if op.symbol is not None and len(parts) == 2:
-        comparison = op.precedence == 30  # Python chains comparisons: (a < b) == c keeps its parentheses
-        left = wrap(*parts[0], op.precedence + (1 if op.precedence == 90 or comparison else 0))
-        right = wrap(*parts[1], op.precedence + (0 if op.precedence == 90 else 1))
-        return f"{left} {op.symbol} {right}", op.precedence
-    if op.symbol is not None and len(parts) == 1:
-        return f"{op.symbol}{wrap(*parts[0], op.precedence)}", op.precedence
+    if op.symbol is not None and len(parts) in (1, 2):
+        args = wrap_operands(op.precedence, parts)
+        text = f"{args[0]} {op.symbol} {args[1]}" if len(args) == 2 else f"{op.symbol}{args[0]}"
+        return text, op.precedence
     params = [f"{k}={v}" for k, v in op.params]
     return f"{op.name}({', '.join([t for t, _ in parts] + params)})", 100
 
