@@ -115,39 +115,66 @@ class Fused(Op):
 
 
 class FusedReduce(Op):
-    """A fused elementwise program followed by ``numpy.<kind>`` over ``axis``, in one loop nest."""
+    """A fused elementwise program, ``numpy.<kind>`` over ``axis``, then an optional epilogue, in one loop nest.
 
-    __props__ = ("program", "kind", "axis", "keepdims")
+    The first ``n_body`` inputs feed ``program``; its result is reduced.  The
+    ``epilogue`` (a program, or ``()`` for none) then runs per output element on
+    ``("in", 0)``, the reduced value, and ``("in", k)``, the remaining inputs
+    ``n_body + k - 1``, e.g. ``log(sum(exp(x)))`` or ``sum(x * x) / n``.
+    """
 
-    def __init__(self, program: tuple, kind: str, axis: tuple, keepdims: bool):
+    __props__ = ("program", "kind", "axis", "keepdims", "n_body", "epilogue")
+
+    def __init__(self, program: tuple, kind: str, axis: tuple, keepdims: bool, n_body: int | None = None, epilogue=()):
         self.program = tuple(program)
         self.kind = kind
         self.axis = tuple(axis)
         self.keepdims = bool(keepdims)
+        self.n_body = n_body
+        self.epilogue = tuple(epilogue)
+
+    def _text(self):
+        keep = ", keepdims=True" if self.keepdims else ""
+        text = f"{self.kind}(axis={self.axis}{keep}) of {short_program_text(self.program)}"
+        if self.epilogue:
+            text += f", then {short_program_text(self.epilogue)}"
+        return text
 
     def display_name(self):
-        keep = ", keepdims=True" if self.keepdims else ""
-        return f"FusedReduce{{{self.kind}(axis={self.axis}{keep}) of {short_program_text(self.program)}}}"
+        return f"FusedReduce{{{self._text()}}}"
 
     def _reduce(self, value):
         return getattr(np, self.kind)(value, axis=self.axis, keepdims=self.keepdims)
 
+    def _split(self, inputs):
+        n = len(inputs) if self.n_body is None else self.n_body
+        return inputs[:n], inputs[n:]
+
     def make_node(self, *inputs) -> Apply:
         inputs = [as_tensor(v) for v in inputs]
-        elem_dtype = _program_dtypes(self.program, [v.dtype for v in inputs])[-1]
-        shape = broadcast_static([v.shape for v in inputs], "fused")
+        body, extra = self._split(inputs)
+        elem_dtype = _program_dtypes(self.program, [v.dtype for v in body])[-1]
+        shape = broadcast_static([v.shape for v in body], "fused")
         with np.errstate(all="ignore"):
             dtype = canonical_dtype(np.asarray(self._reduce(np.ones((1,) * len(shape), elem_dtype))).dtype)
-        return Apply(self, inputs, [TensorType(dtype, reduced_shape(shape, self.axis, self.keepdims))])
+        out_shape = reduced_shape(shape, self.axis, self.keepdims)
+        if self.epilogue:
+            dtype = canonical_dtype(_program_dtypes(self.epilogue, [dtype] + [v.dtype for v in extra])[-1])
+            if broadcast_static([out_shape] + [v.shape for v in extra], "fused epilogue") != out_shape:
+                raise ValueError("FusedReduce: the epilogue inputs must broadcast into the reduced shape")
+        return Apply(self, inputs, [TensorType(dtype, out_shape)])
 
     def perform(self, node, inputs):
-        full = broadcast_concrete([a.shape for a in inputs])
-        value = np.broadcast_to(run_program(self.program, inputs), full)
-        return [np.asarray(self._reduce(value))]
+        body, extra = self._split(inputs)
+        full = broadcast_concrete([a.shape for a in body])
+        value = np.asarray(self._reduce(np.broadcast_to(run_program(self.program, body), full)))
+        if self.epilogue:
+            value = np.broadcast_to(run_program(self.epilogue, [value, *extra]), value.shape)
+        return [np.asarray(value)]
 
     def infer_shape(self, node, input_shapes):
-        return [reduced_shape(broadcast_concrete(input_shapes), self.axis, self.keepdims)]
+        body, _ = self._split(input_shapes)
+        return [reduced_shape(broadcast_concrete(body), self.axis, self.keepdims)]
 
     def pprint(self, node, args):
-        keep = ", keepdims=True" if self.keepdims else ""
-        return f"{self.kind}(fused[{short_program_text(self.program)}]({', '.join(args)}), axis={self.axis}{keep})", 100
+        return f"fused_reduce[{self._text()}]({', '.join(args)})", 100

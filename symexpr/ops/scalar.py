@@ -148,6 +148,16 @@ class Cast(ScalarOp):
         return np.asarray(x).astype(self.dtype)
 
 
+class Identity(ScalarOp):
+    """The value itself: the body of a fused reduction that reads its input as is."""
+
+    def __init__(self):
+        super().__init__("identity", nin=1)
+
+    def impl(self, x):
+        return x
+
+
 class Relu(ScalarOp):
     def __init__(self):
         super().__init__("relu", nin=1)
@@ -268,5 +278,6 @@ silu = FloatFunction("silu", lambda x: x * _sigmoid(x), _decompose_silu)
 gelu_erf = FloatFunction("gelu", _gelu_erf, _decompose_gelu("none"), approximate="none")
 gelu_tanh = FloatFunction("gelu", _gelu_tanh, _decompose_gelu("tanh"), approximate="tanh")
 relu = Relu()
+identity = Identity()
 clip = Clip()
 where = Where()

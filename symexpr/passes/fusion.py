@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from symexpr.graph.basic import Apply, Constant, Variable
 from symexpr.graph.fgraph import FunctionGraph, RewriteRecord
+from symexpr.ops import scalar as ps
 from symexpr.ops.elemwise import Elemwise
 from symexpr.ops.fused import Fused, FusedReduce
 from symexpr.ops.reduction import Reduce
@@ -136,7 +137,11 @@ def _rebuild(fgraph, order, groups, pass_name, rule, make):
 
 
 def fuse_reductions(fgraph: FunctionGraph) -> None:
-    """A sum/prod/max/min of an elementwise node used only there becomes one FusedReduce."""
+    """A sum/prod/max/min of an elementwise node used only there becomes one FusedReduce.
+
+    Then an elementwise node that is the only use of a reduction's result, with
+    the result's shape, becomes the FusedReduce's epilogue (one loop nest).
+    """
     clients = fgraph.clients
     outputs = {id(v) for v in fgraph.outputs}
     order = fgraph.toposort()
@@ -148,11 +153,61 @@ def fuse_reductions(fgraph: FunctionGraph) -> None:
         (src,) = node.inputs
         if _is_elemwise(src.owner) and id(src) not in outputs and len(clients.get(src, [])) == 1:
             groups[id(node)] = [src.owner]
+
+    def make(root, group):
+        program, inputs = _program(group[0], group)
+        return FusedReduce(program, root.op.kind, root.op.axis, root.op.keepdims, len(inputs)), inputs
+
+    if groups:
+        _rebuild(fgraph, order, groups, "fuse_reductions", "fuse_reduction", make)
+    _fuse_epilogues(fgraph)
+
+
+def _reduction_without_epilogue(op) -> bool:
+    if isinstance(op, FusedReduce):
+        return not op.epilogue
+    return isinstance(op, Reduce) and op.kind in _FUSABLE_REDUCTIONS and op.initial is None
+
+
+def _fits_into(var: Variable, shape: tuple) -> bool:
+    """``var`` broadcasts into ``shape`` without enlarging it, whatever the runtime sizes."""
+    if var.ndim > len(shape):
+        return False
+    return all(d == 1 or (d is not None and d == s) for d, s in zip(var.shape[::-1], shape[::-1]))
+
+
+def _fuse_epilogues(fgraph: FunctionGraph) -> None:
+    """An elementwise node used only on a FusedReduce's result (same shape) becomes its epilogue."""
+    clients = fgraph.clients
+    outputs = {id(v) for v in fgraph.outputs}
+    order = fgraph.toposort()
+    groups: dict[int, list[Apply]] = {}
+    for node in order:
+        if not _is_elemwise(node):
+            continue
+        reduced = [v for v in node.inputs if v.owner is not None and _reduction_without_epilogue(v.owner.op)]
+        if len(reduced) != 1:
+            continue
+        (r,) = reduced
+        if id(r) in outputs or len(clients.get(r, [])) != 1 or node.outputs[0].shape != r.shape:
+            continue
+        if all(v is r or _fits_into(v, r.shape) for v in node.inputs):
+            groups[id(node)] = [node]
     if not groups:
         return
 
     def make(root, group):
-        program, inputs = _program(group[0], group)
-        return FusedReduce(program, root.op.kind, root.op.axis, root.op.keepdims), inputs
+        r = next(v for v in root.inputs if v.owner is not None and _reduction_without_epilogue(v.owner.op))
+        program, inputs = _program(root, group)
+        position = next(i for i, v in enumerate(inputs) if v is r)
+        extras = [v for v in inputs if v is not r]
+        renumber = {position: 0, **{i: 1 + extras.index(v) for i, v in enumerate(inputs) if v is not r}}
+        epilogue = tuple(
+            (op, tuple(("in", renumber[a[1]]) if a[0] == "in" else a for a in args)) for op, args in program
+        )
+        body_op = r.owner.op
+        program = body_op.program if isinstance(body_op, FusedReduce) else ((ps.identity, (("in", 0),)),)
+        op = FusedReduce(program, body_op.kind, body_op.axis, body_op.keepdims, len(r.owner.inputs), epilogue)
+        return op, list(r.owner.inputs) + extras
 
-    _rebuild(fgraph, order, groups, "fuse_reductions", "fuse_reduction", make)
+    _rebuild(fgraph, order, groups, "fuse_reductions", "fuse_epilogue", make)

@@ -470,8 +470,15 @@ def test_mean_is_not_fused():
 
 def test_a_reduction_of_an_input_is_not_fused():
     x = se.matrix("x")
-    f = se.function([x], x.sum(axis=1) * 2.0, passes=FUSE_ALL)
+    f = se.function([x], x.sum(axis=1), passes=FUSE_ALL)
     assert count(f, FusedReduce) == 0
+
+
+def test_a_reduction_of_an_input_with_a_consumer_gets_an_identity_body_and_an_epilogue():
+    x = se.matrix("x")
+    f = se.function([x], x.sum(axis=1) * 2.0, passes=FUSE_ALL)
+    (node,) = f.fgraph.toposort()
+    assert node.op.display_name() == "FusedReduce{sum(axis=(1,)) of identity(i0), then i0 * 2.0}"
 
 
 # -- random graphs --------------------------------------------------------------------------
@@ -486,3 +493,43 @@ def test_fusion_preserves_results_exactly_on_random_integer_and_bool_graphs(back
     strategy = graphs(ops=["unary", "binary", "scalar", "compare", "reduce"], elements="any",
                       dtypes=("int8", "uint8", "int32", "bool", "float16"))
     assert_rewrite_preserves(FUSE_ALL, strategy, rtol=0, atol=0, backend=backend)
+
+
+# -- reductions fused with their elementwise consumer (epilogue) -----------------------------------
+
+
+def test_reduction_consumer_becomes_the_epilogue(backend):
+    x = se.matrix("x")
+    out = se.sqrt((x * x).sum(axis=-1) + 1e-6) * 2.0
+    f = se.function([x], out, backend=backend)
+    (node,) = f.fgraph.toposort()
+    assert isinstance(node.op, FusedReduce) and node.op.epilogue
+    assert node.op.display_name() == "FusedReduce{sum(axis=(1,)) of i0 * i0, then sqrt(i0 + 1e-06) * 2.0}"
+    a = np.random.default_rng(0).standard_normal((3, 5)).astype("float32")
+    np.testing.assert_array_equal(f(a), se.function([x], out, passes="none")(a))
+
+
+def test_epilogue_takes_extra_inputs_that_fit_the_reduced_shape(backend):
+    x = se.matrix("x")
+    scale = se.constant(np.float32([[2.0]]))
+    out = x.sum(axis=1, keepdims=True) * scale + 1.0
+    f = se.function([x], out, backend=backend)
+    (node,) = f.fgraph.toposort()
+    assert isinstance(node.op, FusedReduce) and node.op.epilogue and node.op.n_body == 1
+    a = np.arange(6, dtype="float32").reshape(2, 3)
+    np.testing.assert_array_equal(f(a), se.function([x], out, passes="none")(a))
+
+
+def test_epilogue_is_not_fused_when_another_input_could_enlarge_the_result():
+    x, n = se.matrix("x"), se.vector("n")
+    f = se.function([x, n], (x * x).sum(axis=1) / n)
+    reduce_nodes = [node for node in f.fgraph.toposort() if isinstance(node.op, FusedReduce)]
+    assert len(reduce_nodes) == 1 and not reduce_nodes[0].op.epilogue
+
+
+def test_epilogue_is_not_fused_when_the_reduction_has_other_uses():
+    x = se.matrix("x")
+    s = (x * x).sum(axis=1)
+    f = se.function([x], [se.sqrt(s), s + 1.0])
+    reduce_nodes = [node for node in f.fgraph.toposort() if isinstance(node.op, FusedReduce)]
+    assert len(reduce_nodes) == 1 and not reduce_nodes[0].op.epilogue
