@@ -2,7 +2,7 @@
 
 The standard pipeline, in order::
 
-    merge -> canonicalize -> stabilize -> specialize -> fusion -> cleanup
+    merge -> canonicalize -> stabilize -> specialize -> fuse_elemwise -> fuse_reductions -> cleanup
 
 ``function()`` runs ``"fast_run"`` (all of them) by default; ``"fast_compile"``
 runs only ``merge`` and ``cleanup``.  See :func:`resolve_passes` for what

@@ -200,8 +200,10 @@ def _fuse_epilogues(fgraph: FunctionGraph) -> None:
         r = next(v for v in root.inputs if v.owner is not None and _reduction_without_epilogue(v.owner.op))
         program, inputs = _program(root, group)
         position = next(i for i, v in enumerate(inputs) if v is r)
+        # Program inputs are distinct variables; number the extras in order (by identity: == builds a node).
         extras = [v for v in inputs if v is not r]
-        renumber = {position: 0, **{i: 1 + extras.index(v) for i, v in enumerate(inputs) if v is not r}}
+        others = [i for i, v in enumerate(inputs) if v is not r]
+        renumber = {position: 0, **{i: 1 + k for k, i in enumerate(others)}}
         epilogue = tuple(
             (op, tuple(("in", renumber[a[1]]) if a[0] == "in" else a for a in args)) for op, args in program
         )

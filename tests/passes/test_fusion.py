@@ -533,3 +533,14 @@ def test_epilogue_is_not_fused_when_the_reduction_has_other_uses():
     f = se.function([x], [se.sqrt(s), s + 1.0])
     reduce_nodes = [node for node in f.fgraph.toposort() if isinstance(node.op, FusedReduce)]
     assert len(reduce_nodes) == 1 and not reduce_nodes[0].op.epilogue
+
+
+def test_epilogue_with_several_other_inputs(backend):
+    # Regression: numbering the epilogue's inputs compared variables with ==, which builds a node.
+    x, a, b = se.vector("x"), se.scalar("a"), se.scalar("b")
+    out = x.sum() * a + b
+    f = se.function([x, a, b], out, backend=backend)
+    (node,) = f.fgraph.toposort()
+    assert isinstance(node.op, FusedReduce) and node.op.epilogue
+    args = np.float32([1, 2, 3]), np.float32(2), np.float32(-1)
+    np.testing.assert_array_equal(f(*args), se.function([x, a, b], out, passes="none")(*args))
