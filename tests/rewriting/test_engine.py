@@ -8,15 +8,13 @@ import time
 
 import numpy as np
 import pytest
-from support import time_limit
+from support import Other, Twin, UnaryOp, time_limit
 
 import symexpr as se
-from symexpr.graph.basic import Apply, Op
+from symexpr.graph.basic import Op
 from symexpr.graph.fgraph import FunctionGraph, RewriteRecord
 from symexpr.graph.traversal import toposort
-from symexpr.graph.type import TensorType
 from symexpr.ops import scalar as ps
-from symexpr.ops.convert import as_tensor
 from symexpr.ops.elemwise import Elemwise
 from symexpr.rewriting import Pat, RewriteLoopError, Rule, RuleSet, rewrite_to_fixpoint, rule
 
@@ -30,31 +28,6 @@ def evaluate(fg: FunctionGraph, *arrays) -> list:
 
 def snapshot(outputs):
     return [(node, node.op, tuple(node.inputs), tuple(node.outputs)) for node in toposort(outputs)]
-
-
-class _Unary(Op):
-    __props__ = ("tag",)
-
-    def __init__(self, tag: int = 0):
-        self.tag = tag
-
-    def make_node(self, x) -> Apply:
-        x = as_tensor(x)
-        return Apply(self, [x], [TensorType(x.dtype, x.shape)])
-
-    def perform(self, node, inputs):
-        return [np.array(inputs[0], copy=True)]
-
-    def infer_shape(self, node, input_shapes):
-        return [tuple(input_shapes[0])]
-
-
-class Twin(_Unary):
-    pass
-
-
-class Other(_Unary):
-    pass
 
 
 def _returns(value):
@@ -250,7 +223,7 @@ def test_ruleset_indexes_a_scalar_op_class_pattern_so_it_reaches_every_instance(
 
 
 def test_ruleset_offers_rules_on_a_base_class_to_subclass_nodes():
-    base = Rule("base", Pat(_Unary, [X]), _returns(None))
+    base = Rule("base", Pat(UnaryOp, [X]), _returns(None))
     twin = Rule("twin", Pat(Twin, [X]), _returns(None))
     inst = Rule("inst", Pat(Twin(3), [X]), _returns(None))
     rs = RuleSet([base, twin, inst])
@@ -262,7 +235,7 @@ def test_ruleset_offers_rules_on_a_base_class_to_subclass_nodes():
 
 def test_rule_on_a_base_class_fires_through_the_driver():
     x = se.vector("x")
-    strip = Rule("strip", Pat(_Unary, [X]), lambda x, **_: x)
+    strip = Rule("strip", Pat(UnaryOp, [X]), lambda x, **_: x)
     fg = FunctionGraph([x], [se.exp(Twin()(Other(2)(x)))])
     assert rewrite_to_fixpoint(fg, RuleSet([strip])) == 2
     assert fg.outputs[0] is se.exp(x)
@@ -271,7 +244,7 @@ def test_rule_on_a_base_class_fires_through_the_driver():
 def test_rule_rooted_at_op_itself_fires_on_any_node():
     """``Pat(Op, ...)`` matches every node (Op is the base class of all), so the driver must offer it every node."""
     x = se.vector("x")
-    strip = Rule("strip_any", Pat(Op, [X], where=lambda v: isinstance(v.owner.op, _Unary)), lambda x, **_: x)
+    strip = Rule("strip_any", Pat(Op, [X], where=lambda v: isinstance(v.owner.op, UnaryOp)), lambda x, **_: x)
     assert strip.apply(Twin()(x)) is x
     fg = FunctionGraph([x], [se.exp(Twin()(x))])
     assert rewrite_to_fixpoint(fg, RuleSet([strip])) == 1, "the rule matches Twin()(x) but was never offered it"

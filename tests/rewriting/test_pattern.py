@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import Other, Twin, UnaryOp
 
 import symexpr as se
-from symexpr.graph.basic import Apply, Op
-from symexpr.graph.type import TensorType
+from symexpr.graph.basic import Op
 from symexpr.ops import scalar as ps
-from symexpr.ops.convert import as_tensor
 from symexpr.ops.elemwise import Elemwise
 from symexpr.rewriting import Pat
 from symexpr.rewriting.pattern import dispatch_keys, pattern_keys
@@ -30,33 +29,6 @@ def all_matches(pat, var):
 
 
 # -- custom ops: a small class hierarchy ---------------------------------------------------
-
-
-class _Unary(Op):
-    """A base class of test ops: one input, same type out."""
-
-    __props__ = ("tag",)
-
-    def __init__(self, tag: int = 0):
-        self.tag = tag
-
-    def make_node(self, x) -> Apply:
-        x = as_tensor(x)
-        return Apply(self, [x], [TensorType(x.dtype, x.shape)])
-
-    def perform(self, node, inputs):
-        return [np.array(inputs[0], copy=True)]
-
-    def infer_shape(self, node, input_shapes):
-        return [tuple(input_shapes[0])]
-
-
-class Twin(_Unary):
-    pass
-
-
-class Other(_Unary):
-    pass
 
 
 # -- wildcards ------------------------------------------------------------------------------
@@ -447,7 +419,7 @@ def test_op_instance_pattern_of_elemwise_is_commutative_like_its_scalar_op():
 def test_pattern_on_an_op_base_class_matches_subclasses():
     a = se.vector("a")
     t, o = Twin()(a), Other(1)(a)
-    base = Pat(_Unary, [X])
+    base = Pat(UnaryOp, [X])
     assert base.match(t) is not None and base.match(o) is not None
     assert Pat(Twin, [X]).match(t) is not None
     assert Pat(Twin, [X]).match(o) is None
@@ -522,7 +494,7 @@ def test_pattern_keys():
     assert pattern_keys(Pat(ps.add, [X, Y])) == [ps.add]
     assert pattern_keys(Pat(ps.Cast, [X])) == [Elemwise]
     assert pattern_keys(Pat(se.Reduce, [X])) == [se.Reduce]
-    assert pattern_keys(Pat(_Unary, [X])) == [_Unary]
+    assert pattern_keys(Pat(UnaryOp, [X])) == [UnaryOp]
     assert pattern_keys(Pat(Elemwise(ps.mul), [X, Y])) == [ps.mul]
     assert pattern_keys(Pat(se.Reduce("sum", (0,)), [X])) == [se.Reduce]
     assert pattern_keys(Pat.any_of(Pat(ps.sub), Pat(Twin))) == [ps.sub, Twin]
@@ -532,7 +504,7 @@ def test_pattern_keys():
 def test_dispatch_keys_are_scalar_op_then_class_then_bases():
     a = se.vector("a")
     assert dispatch_keys(se.exp(a).owner.op) == (ps.exp, Elemwise, se.Op)
-    assert dispatch_keys(Twin()(a).owner.op) == (Twin, _Unary, se.Op)
+    assert dispatch_keys(Twin()(a).owner.op) == (Twin, UnaryOp, se.Op)
     assert dispatch_keys(a.sum().owner.op) == (se.Reduce, se.Op)
 
 
@@ -545,7 +517,7 @@ def test_every_pattern_key_is_among_the_dispatch_keys_of_what_it_matches():
         (Pat(se.Reduce, [X]), a.sum()),
         (Pat(se.Reduce("sum", (0,)), [X]), a.sum(axis=0)),
         (Pat(Elemwise(ps.exp), [X]), se.exp(a)),
-        (Pat(_Unary, [X]), Twin()(a)),
+        (Pat(UnaryOp, [X]), Twin()(a)),
         (Pat.any_of(Pat(ps.sin, [X]), Pat(se.Softmax, [X])), se.softmax(a, axis=1)),
     ]
     for pat, var in cases:
