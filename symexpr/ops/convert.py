@@ -86,18 +86,16 @@ def _scalar_constant(dtype: str, kind: type, text: str) -> Constant:
     return Constant(np.asarray(value, dtype=dtype))
 
 
-def as_operands(values, what: str, strong_from=None, ufunc=None, wrap: bool = False) -> list[Variable]:
+def as_operands(values, what: str, ufunc=None, wrap: bool = False) -> list[Variable]:
     """Convert an op's operands, treating Python scalars as weak.
 
     A Python scalar takes the dtype NumPy would give it next to the promoted
-    dtype of the strong operands (``strong_from`` of them, if given), resolved
+    dtype of the strong operands, resolved
     through ``ufunc`` when the op is one.  When every operand is a Python scalar
     they all get NumPy's default dtypes.
     """
     values = list(values)
-    strong = [
-        as_tensor(v) for i, v in enumerate(values) if not is_python_scalar(v) and (strong_from is None or i in strong_from)
-    ]
+    strong = [as_tensor(v) for v in values if not is_python_scalar(v)]
     if not strong:
         return [as_tensor(v) if not is_python_scalar(v) else Constant(np.asarray(v, default_scalar_dtype(v))) for v in values]
     like = canonical_dtype(np.result_type(*[np.dtype(v.dtype) for v in strong]))

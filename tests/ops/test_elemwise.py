@@ -750,10 +750,14 @@ def test_strong_numpy_scalar_examples():
 IN_RANGE_WEAK = st.one_of(st.booleans(), st.integers(0, 100), st.floats(width=64))
 
 
-def _operand(data, label, shape):
-    """A (builder value, numpy value, input list) for a where/clip operand: variable or weak scalar."""
-    if data.draw(st.booleans(), label=f"{label} is scalar"):
-        s = data.draw(IN_RANGE_WEAK, label=label)
+def _operand(data, label, shape, scalars=IN_RANGE_WEAK, allow_none=False):
+    """A (builder value, numpy value, input list) for a where/clip operand: a variable, a weak scalar or None."""
+    kinds = ["scalar", "var"] + (["none"] if allow_none else [])
+    kind = data.draw(st.sampled_from(kinds), label=f"{label} kind")
+    if kind == "none":
+        return None, None, []
+    if kind == "scalar":
+        s = data.draw(scalars, label=label)
         return s, s, []
     dtype = data.draw(dtypes(), label=f"{label} dtype")
     a = data.draw(arrays(dtype, shape), label=label)
@@ -802,18 +806,7 @@ def test_where_out_of_range_weak_int_matches_numpy(dtype, value, backend):
     check_like_numpy(lambda: se.where(cv, xv, value), lambda: np.asarray(np.where(c, x, value)), inputs, backend)
 
 
-def _bound(data, label, shape):
-    kind = data.draw(st.sampled_from(["none", "scalar", "var"]), label=f"{label} kind")
-    if kind == "none":
-        return None, None, []
-    if kind == "scalar":
-        scalars = st.one_of(st.booleans(), st.integers(0, 100), st.floats(-100, 100), st.just(float("nan")))
-        s = data.draw(scalars, label=label)
-        return s, s, []
-    dtype = data.draw(dtypes(), label=f"{label} dtype")
-    a = data.draw(arrays(dtype, shape), label=label)
-    v = var(label, dtype, shape)
-    return v, a, [(v, a)]
+BOUND_SCALARS = st.one_of(st.booleans(), st.integers(0, 100), st.floats(-100, 100), st.just(float("nan")))
 
 
 @fixture_settings()
@@ -824,9 +817,9 @@ def test_clip_matches_numpy(backend, data):
     dtype = data.draw(dtypes(), label="x dtype")
     x = data.draw(arrays(dtype, sx), label="x")
     xv = var("x", dtype, sx)
-    lov, lo, loin = _bound(data, "lo", slo)
-    hiv, hi, hiin = _bound(data, "hi", shi)
-    assume(lo is not None or hi is not None)  # NumPy < 2.1 raised here; symexpr documents a ValueError
+    lov, lo, loin = _operand(data, "lo", slo, BOUND_SCALARS, allow_none=True)
+    hiv, hi, hiin = _operand(data, "hi", shi, BOUND_SCALARS, allow_none=True)
+    assume(lo is not None or hi is not None)  # both None: see test_clip_without_bounds_is_x
     inputs = [(xv, x)] + loin + hiin
     check_like_numpy(lambda: se.clip(xv, lov, hiv), lambda: np.asarray(np.clip(x, lo, hi)), inputs, backend)
 
@@ -1078,3 +1071,8 @@ def test_decompose_bool_and_int_inputs(backend):
         g = se.function([i], build(i), backend=backend, passes=["decompose"])
         assert g.fgraph.outputs[0].dtype == "float16"
         assert g(np.array([1, 4], dtype="int8")).dtype == np.float16
+
+
+def test_clip_without_bounds_is_x():
+    x = var("x", "float32", (None,))
+    assert se.clip(x) is x and se.clip(x, None, None) is x
