@@ -49,3 +49,12 @@ def _numpy_backend():
 
 
 register_backend("numpy", _numpy_backend)
+
+
+def _llvm_backend():
+    from symexpr.backends.llvm import LLVMBackend
+
+    return LLVMBackend()
+
+
+register_backend("llvm", _llvm_backend)

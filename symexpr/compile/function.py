@@ -40,6 +40,8 @@ class Function:
         self.backend = backend_name
         self._compiled = compiled
         self._single = single
+        # Backends that always return fresh arrays skip the ownership check.
+        self._fresh = getattr(compiled, "returns_fresh", False)
         #: Every change the passes made, in order: records with ``pass_name``, ``rule``, ``before`` and ``after``.
         self.rewrite_log = list(fgraph.history)
         names = [v.name for v in self.inputs if v.name]
@@ -72,9 +74,11 @@ class Function:
         return values
 
     def __call__(self, *args, **kwargs):
-        values = self._bind(args, kwargs)
+        values = args if not kwargs and len(args) == len(self.inputs) else self._bind(args, kwargs)
         checked = [var.type.check_value(value, _argument_label(var, i)) for i, (var, value) in enumerate(zip(self.inputs, values))]
         results = self._compiled(checked)
+        if self._fresh and len(results) == 1:
+            return results[0] if self._single else results
         owned = []
         seen: set[int] = {id(a) for a in checked}
         for out in results:
@@ -85,6 +89,26 @@ class Function:
             seen.add(id(out))
             owned.append(out)
         return owned[0] if self._single else owned
+
+    @property
+    def source(self) -> str:
+        """The generated code: LLVM IR for the llvm backend (the latest specialisation).
+
+        Raises
+        ------
+        AttributeError
+            If the backend generates no source (the numpy backend interprets the graph).
+        """
+        source = getattr(self._compiled, "source", None)
+        if source is None:
+            raise AttributeError(f"backend {self.backend!r} generates no source code")
+        return source
+
+    def assembly(self) -> str:
+        """Host assembly of the generated code (llvm backend)."""
+        if not hasattr(self._compiled, "assembly"):
+            raise AttributeError(f"backend {self.backend!r} generates no assembly")
+        return self._compiled.assembly()
 
 
 def function(inputs, outputs, backend: str | None = None, passes=None) -> Function:

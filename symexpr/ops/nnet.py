@@ -155,7 +155,7 @@ class LayerNorm(Op):
         return _norm_node(self, "layer_norm", x, params, names)
 
     def infer_shape(self, node, input_shapes):
-        return [tuple(input_shapes[0])]
+        return [_norm_shape(type(self).__name__, input_shapes)]
 
     def _affine(self, params):
         it = iter(params)
@@ -211,7 +211,7 @@ class RMSNorm(Op):
         return _norm_node(self, "rms_norm", x, params, ["weight"] if self.has_weight else [])
 
     def infer_shape(self, node, input_shapes):
-        return [tuple(input_shapes[0])]
+        return [_norm_shape(type(self).__name__, input_shapes)]
 
     def perform(self, node, inputs):
         out = node.outputs[0].dtype
@@ -235,6 +235,15 @@ class RMSNorm(Op):
 
     def pprint(self, node, args):
         return f"rms_norm({', '.join(args)}, eps={self.eps!r})", 100
+
+
+def _norm_shape(what, input_shapes) -> tuple:
+    """The output shape (that of x), checking that each parameter fits the last axis at run time."""
+    x = tuple(input_shapes[0])
+    for p in input_shapes[1:]:
+        if tuple(p) not in ((x[-1],), (1,)):
+            raise ValueError(f"{what}: a parameter has shape {format_shape(tuple(p))} but the last axis of x has size {x[-1]}")
+    return x
 
 
 def _norm_node(op, what, x, params, names) -> Apply:

@@ -223,6 +223,12 @@ class Concatenate(Op):
 
     def infer_shape(self, node, input_shapes):
         out = list(input_shapes[0])
+        for s in input_shapes[1:]:
+            if any(a != b for i, (a, b) in enumerate(zip(out, s)) if i != self.axis):
+                raise ValueError(
+                    f"concatenate: shapes {', '.join(map(format_shape, map(tuple, input_shapes)))} differ "
+                    f"outside the concatenation axis {self.axis}"
+                )
         out[self.axis] = sum(s[self.axis] for s in input_shapes)
         return [tuple(out)]
 

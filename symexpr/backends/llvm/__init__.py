@@ -1,0 +1,226 @@
+"""The llvmlite CPU backend: kernel-IR plans compiled to native code, one LLVM module per specialisation.
+
+A compiled function is specialised on the shapes and strides of its inputs
+(a graph whose input shapes are all static is compiled at ``function()``
+time; otherwise on the first call with each new geometry).  Each
+specialisation is one LLVM module, cached on disk as object code plus JSON
+metadata (see :mod:`symexpr.backends.llvm.cache`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import numpy as np
+
+from symexpr.backends.llvm import runtime, scalar_ops, target
+from symexpr.backends.llvm.runtime import get_num_threads, set_num_threads
+from symexpr.graph.basic import Constant
+from symexpr.kernel import lowerings  # noqa: F401  (registers the op lowerings)
+from symexpr.kernel.ir import GemmKernel, HostStep, LoopKernel
+from symexpr.kernel.lower import build_plan
+
+__all__ = ["LLVMBackend", "LLVMFunction", "get_num_threads", "set_num_threads"]
+
+#: Bumped whenever generated code changes meaning; part of every cache key.
+CODEGEN_VERSION = 1
+
+
+def graph_key(fgraph) -> str:
+    """A process-independent structural hash of ``fgraph`` (ops, props, wiring, constant bytes)."""
+    numbers: dict[int, int] = {}
+    lines = []
+    for i, var in enumerate(fgraph.inputs):
+        numbers[id(var)] = len(numbers)
+        lines.append(f"in {var.type}")
+    for node in fgraph.toposort():
+        args = []
+        for v in node.inputs:
+            if id(v) not in numbers:
+                numbers[id(v)] = len(numbers)
+                lines.append(f"const {v.type} {hashlib.sha256(np.asarray(v.data).tobytes()).hexdigest()}")
+            args.append(str(numbers[id(v)]))
+        op = node.op
+        props = tuple((p, getattr(op, p)) for p in getattr(op, "__props__", ()))
+        lines.append(f"{type(op).__module__}.{type(op).__qualname__}{props!r}({','.join(args)})")
+        for v in node.outputs:
+            numbers[id(v)] = len(numbers)
+    lines.append("out " + ",".join(str(numbers[id(v)]) if id(v) in numbers else f"c{v.type}" for v in fgraph.outputs))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _schedule(plan, blas: bool):
+    """Group steps: runs of loop kernels form one native segment; GEMMs and host steps stand alone."""
+    segments, schedule, work = [], [], []
+    current = []
+
+    def flush():
+        if current:
+            segments.append(list(current))
+            schedule.append(("native", len(segments) - 1))
+            work.append(sum(s.work for s in current))
+            current.clear()
+
+    for step in plan.steps:
+        if isinstance(step, LoopKernel):
+            current.append(step)
+        elif isinstance(step, GemmKernel) and blas:
+            flush()
+            segments.append([step])
+            schedule.append(("native", len(segments) - 1))
+            work.append(0)  # BLAS runs its own threads
+        else:
+            flush()
+            schedule.append(("host", step if isinstance(step, HostStep) else _gemm_host(step, plan)))
+            work.append(0)
+    flush()
+    return segments, schedule, work
+
+
+def _gemm_host(step, plan):
+    raise NotImplementedError("symexpr: no BLAS library found for matmul")  # pragma: no cover
+
+
+class _Specialisation:
+    """Compiled code for one input geometry."""
+
+    def __init__(self, fgraph, geometry, cache):
+        from symexpr.backends.llvm.codegen import generate_module
+
+        self.geometry = geometry
+        self.plan = build_plan(fgraph, geometry, scalar_ops.supported)
+        blas = runtime.bind_blas()
+        self.segments, schedule, work = _schedule(self.plan, blas)
+        self._ir = None
+        self._fgraph = fgraph
+        key = None
+        object_code = None
+        if cache is not None:
+            from symexpr.backends.llvm.cache import make_key
+
+            key = make_key(
+                {
+                    "graph": graph_key(fgraph),
+                    "geometry": [[list(s), list(st)] for s, st in geometry],
+                    "target": target.fingerprint(),
+                    "codegen": CODEGEN_VERSION,
+                    "symexpr": _version(),
+                }
+            )
+            entry = cache.load(key)
+            if entry is not None and entry.metadata.get("segments") == len(self.segments):
+                object_code = entry.object_code
+        self.cache_hit = object_code is not None
+        if object_code is None:
+            self._ir = generate_module(self.plan, self.segments, "symexpr", _triple(), target.object_layout())
+            object_code, _ = target.compile_ir(self._ir)
+            if cache is not None:
+                cache.store(key, object_code, {"segments": len(self.segments), "steps": len(self.plan.steps)})
+        module = runtime.LoadedModule(object_code, len(self.segments)) if self.segments else None
+        self.executable = runtime.Executable(fgraph, self.plan, schedule, module, work)
+
+    @property
+    def source(self) -> str:
+        if self._ir is None:
+            from symexpr.backends.llvm.codegen import generate_module
+
+            self._ir = generate_module(self.plan, self.segments, "symexpr", _triple(), target.object_layout())
+        return self._ir
+
+
+def _triple():
+    import llvmlite.binding as llvm
+
+    return llvm.get_process_triple()
+
+
+def _version():
+    import symexpr
+
+    return symexpr.__version__
+
+
+def _cache():
+    try:
+        from symexpr.backends.llvm.cache import CompileCache, cache_enabled
+    except ImportError:  # pragma: no cover  (cache module being written)
+        return None
+
+    return CompileCache() if cache_enabled() else None
+
+
+class LLVMFunction:
+    """The callable the llvm backend returns: dispatches each call to the specialisation for its inputs."""
+
+    returns_fresh = True
+
+    def __init__(self, fgraph):
+        self.fgraph = fgraph
+        self._variants: dict = {}
+        self._lock = threading.Lock()
+        self._last = None
+        self._itemsizes = [np.dtype(v.dtype).itemsize for v in fgraph.inputs]
+        if all(all(d is not None for d in v.type.shape) for v in fgraph.inputs):
+            geometry = tuple((tuple(v.type.shape), _c_strides(v.type.shape)) for v in fgraph.inputs)
+            self._specialise(geometry)
+
+    def __call__(self, args):
+        key = tuple((a.shape, a.strides) for a in args)
+        variant = self._variants.get(key)
+        if variant is None:
+            args = [a if all(s % n == 0 for s in a.strides) else np.array(a, order="C") for a, n in zip(args, self._itemsizes)]
+            geometry = tuple((a.shape, tuple(s // n for s in a.strides)) for a, n in zip(args, self._itemsizes))
+            variant = self._specialise(geometry)
+            if all(all(s % n == 0 for s in a.strides) for a, n in zip(args, self._itemsizes)):
+                self._variants[key] = variant
+        return variant.executable.run(args)
+
+    def _specialise(self, geometry):
+        with self._lock:
+            key = tuple((tuple(s), tuple(st)) for s, st in geometry)
+            byte_key = tuple((s, tuple(x * n for x in st)) for (s, st), n in zip(key, self._itemsizes))
+            variant = self._variants.get(byte_key)
+            if variant is None:
+                variant = _Specialisation(self.fgraph, key, _cache())
+                self._variants[byte_key] = variant
+            self._last = variant
+            return variant
+
+    # -- inspection ---------------------------------------------------------------------
+    def _latest(self):
+        if self._last is None:
+            raise RuntimeError(
+                "this function has not been compiled yet: its input shapes are only known at call time; call it once first"
+            )
+        return self._last
+
+    @property
+    def source(self) -> str:
+        """LLVM IR of the most recent specialisation (before optimisation)."""
+        return self._latest().source
+
+    def assembly(self) -> str:
+        """Host assembly of the most recent specialisation (after ``-O3``)."""
+        _, optimised = target.compile_ir(self.source)
+        return target.assembly_of(optimised)
+
+    @property
+    def plan(self):
+        """The kernel-IR plan of the most recent specialisation."""
+        return self._latest().plan
+
+
+def _c_strides(shape):
+    from symexpr.kernel.lower import contiguous_strides
+
+    return contiguous_strides(shape)
+
+
+class LLVMBackend:
+    """Compiles graphs to native code with llvmlite."""
+
+    name = "llvm"
+
+    def compile(self, fgraph):
+        return LLVMFunction(fgraph)

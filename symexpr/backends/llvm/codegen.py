@@ -1,0 +1,348 @@
+"""Render a kernel-IR :class:`~symexpr.kernel.ir.Plan` as one LLVM module.
+
+The module has one internal function per kernel (buffer pointers marked
+``noalias``, so LLVM vectorises without runtime alias checks) and one exported
+entry point per *segment* (a run of native steps between host steps)::
+
+    i32 symexpr_seg<k>(PyTupleObject *arrays, i64 thread, i64 n_threads)
+
+``arrays`` holds the inputs, outputs, constants, the per-call arena and a
+small synchronisation array; the entry reads each array's data pointer from
+the object itself.  Every thread runs every kernel on its share of the first
+outer dimension; a spin barrier on an atomic counter separates kernels.
+GEMM steps run on thread 0 only (BLAS threads itself).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from symexpr.backends.llvm import scalar_ops as so
+from symexpr.kernel.ir import GemmKernel, LoopKernel
+
+VOID = ir.VoidType()
+I8P = ir.IntType(8).as_pointer()
+I64 = so.I64
+I32 = so.I32
+
+#: Names of the BLAS routines compiled code calls (bound with ``llvm.add_symbol``).
+GEMM_SYMBOLS = {"float32": "symexpr_cblas_sgemm", "float64": "symexpr_cblas_dgemm"}
+
+
+def _i64(v) -> ir.Constant:
+    return ir.Constant(I64, int(v))
+
+
+class _Loop:
+    """``for i in range(start, stop)`` with the counter in an alloca (mem2reg makes it a phi)."""
+
+    def __init__(self, builder, counter, start, stop):
+        self.b, self.counter, self.start, self.stop = builder, counter, start, stop
+
+    def __enter__(self):
+        b = self.b
+        b.store(self.start, self.counter)
+        self.head = b.append_basic_block("loop.head")
+        self.body = b.append_basic_block("loop.body")
+        self.exit = b.append_basic_block("loop.exit")
+        b.branch(self.head)
+        b.position_at_end(self.head)
+        i = b.load(self.counter)
+        b.cbranch(b.icmp_signed("<", i, self.stop), self.body, self.exit)
+        b.position_at_end(self.body)
+        return b.load(self.counter)
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            return False
+        b = self.b
+        b.store(b.add(b.load(self.counter), _i64(1)), self.counter)
+        b.branch(self.head)
+        b.position_at_end(self.exit)
+        return False
+
+
+def _accumulator_init(acc) -> ir.Constant:
+    if acc.init is not None:
+        return so.constant(acc.init, acc.dtype)
+    dtype = acc.dtype
+    if acc.kind == "sum":
+        return so.constant(0, dtype)
+    if acc.kind == "prod":
+        return so.constant(1, dtype)
+    if dtype == "bool":
+        return so.constant(acc.kind == "min", dtype)
+    if so.is_float(dtype):
+        return so.constant(float("-inf") if acc.kind == "max" else float("inf"), dtype)
+    info = np.iinfo(dtype)
+    return so.constant(info.min if acc.kind == "max" else info.max, dtype)
+
+
+def _combine(builder, kind, dtype, acc, value):
+    if so.is_float(dtype):
+        if kind == "sum":
+            return builder.fadd(acc, value, flags=("reassoc",))
+        if kind == "prod":
+            return builder.fmul(acc, value, flags=("reassoc",))
+        return so._intrinsic(builder, "maximum" if kind == "max" else "minimum", acc.type, [acc, value])
+    if dtype == "bool":
+        if kind in ("max", "sum"):
+            return builder.or_(acc, value)
+        return builder.and_(acc, value)
+    if kind == "sum":
+        return builder.add(acc, value)
+    if kind == "prod":
+        return builder.mul(acc, value)
+    prefix = "s" if so.is_signed(dtype) else "u"
+    return so._intrinsic(builder, f"{prefix}{kind}", acc.type, [acc, value])
+
+
+class ModuleGenerator:
+    """Builds the LLVM module of one plan."""
+
+    def __init__(self, plan, name: str, triple: str, object_layout: tuple[int, int]):
+        self.plan = plan
+        self.module = ir.Module(name=name)
+        self.module.triple = triple
+        self.items_offset, self.data_offset = object_layout
+        self.n_slots = self._slot_count()
+
+    # -- slots in the argument tuple ----------------------------------------------
+    def _slot_count(self):
+        kinds = [b.kind for b in self.plan.buffers]
+        self.n_inputs = sum(k == "input" for k in kinds)
+        self.n_outputs = sum(k == "output" for k in kinds)
+        self.n_consts = len(self.plan.constants)
+        self.arena_slot = self.n_inputs + self.n_outputs + self.n_consts
+        self.sync_slot = self.arena_slot + 1
+        return self.sync_slot + 1
+
+    def slot_of(self, buffer) -> int:
+        b = self.plan.buffers[buffer]
+        if b.kind == "input":
+            return b.index
+        if b.kind == "output":
+            return self.n_inputs + b.index
+        if b.kind == "const":
+            return self.n_inputs + self.n_outputs + b.index
+        return self.arena_slot
+
+    # -- kernels --------------------------------------------------------------------
+    def kernel_buffers(self, kernel) -> list[int]:
+        if isinstance(kernel, GemmKernel):
+            return [kernel.a.buffer, kernel.b.buffer, kernel.c.buffer]
+        used = []
+        for phase in kernel.phases:
+            for access in list(phase.loads) + [a for a, _ in phase.stores]:
+                if access.buffer not in used:
+                    used.append(access.buffer)
+        return used
+
+    def _kernel_function(self, kernel, buffers):
+        fnty = ir.FunctionType(VOID, [I8P] * len(buffers) + [I64, I64])
+        fn = ir.Function(self.module, fnty, kernel.name)
+        fn.linkage = "internal"
+        for arg in fn.args[: len(buffers)]:
+            arg.add_attribute("noalias")
+            arg.add_attribute("nocapture")
+        return fn
+
+    def loop_kernel(self, kernel: LoopKernel):
+        buffers = self.kernel_buffers(kernel)
+        fn = self._kernel_function(kernel, buffers)
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        pointers = {}
+        for buf, arg in zip(buffers, fn.args):
+            dtype = self.plan.buffers[buf].dtype
+            pointers[buf] = b.bitcast(arg, so.memory_type(dtype).as_pointer())
+        start, stop = fn.args[len(buffers)], fn.args[len(buffers) + 1]
+        n_outer = len(kernel.outer)
+        max_inner = max((len(p.inner) for p in kernel.phases), default=0)
+        counters = [b.alloca(I64, name=f"i{d}") for d in range(n_outer + max_inner)]
+        accs = {}
+        for p, phase in enumerate(kernel.phases):
+            for k, acc in enumerate(phase.accumulators):
+                accs[(p, k)] = b.alloca(so.register_type(acc.dtype), name=f"acc{p}_{k}")
+
+        def outer(d, index):
+            if d == n_outer:
+                for p, phase in enumerate(kernel.phases):
+                    self._phase(b, kernel, p, phase, index, pointers, counters, accs)
+                return
+            lo, hi = (start, stop) if d == 0 else (_i64(0), _i64(kernel.outer[d]))
+            with _Loop(b, counters[d], lo, hi) as i:
+                outer(d + 1, index + [i])
+
+        outer(0, [])
+        b.ret_void()
+        return fn
+
+    def _phase(self, b, kernel, p, phase, outer_index, pointers, counters, accs):
+        for k, acc in enumerate(phase.accumulators):
+            b.store(_accumulator_init(acc), accs[(p, k)])
+        n_outer = len(outer_index)
+
+        def inner(d, index):
+            if d == len(phase.inner):
+                self._body(b, p, phase, index, pointers, accs)
+                return
+            with _Loop(b, counters[n_outer + d], _i64(0), _i64(phase.inner[d])) as i:
+                inner(d + 1, index + [i])
+
+        inner(0, list(outer_index))
+
+    def _address(self, b, access, index, pointers):
+        offset = _i64(access.offset)
+        for i, stride in zip(index, access.strides):
+            if stride:
+                offset = b.add(offset, b.mul(i, _i64(stride)))
+        return b.gep(pointers[access.buffer], [offset], inbounds=True)
+
+    def _body(self, b, p, phase, index, pointers, accs):
+        values = {}
+        for k, access in enumerate(phase.loads):
+            dtype = self.plan.buffers[access.buffer].dtype
+            raw = b.load(self._address(b, access, index, pointers), align=np.dtype(dtype).itemsize)
+            values[("load", k)] = (so.from_memory(b, raw, dtype), dtype)
+        for j, ins in enumerate(phase.program):
+            args = [self._ref(b, ref, values, accs) for ref in ins.args]
+            out = so.emit_scalar(b, ins.op, [a for a, _ in args], [d for _, d in args], ins.dtype)
+            values[("tmp", j)] = (out, ins.dtype)
+        for k, acc in enumerate(phase.accumulators):
+            value, _ = self._ref(b, acc.value, values, accs)
+            slot = accs[(p, k)]
+            b.store(_combine(b, acc.kind, acc.dtype, b.load(slot), value), slot)
+        for access, ref in phase.stores:
+            value, vdtype = self._ref(b, ref, values, accs)
+            dtype = self.plan.buffers[access.buffer].dtype
+            if vdtype != dtype:
+                value = so.cast(b, value, vdtype, dtype)
+            b.store(so.to_memory(b, value, dtype), self._address(b, access, index, pointers), align=np.dtype(dtype).itemsize)
+
+    def _ref(self, b, ref, values, accs):
+        if ref[0] == "const":
+            return so.constant(ref[1], ref[2]), ref[2]
+        if ref[0] == "acc":
+            slot = accs[(ref[1], ref[2])]
+            return b.load(slot), self._acc_dtype(ref)
+        return values[ref]
+
+    def _acc_dtype(self, ref):
+        return self._current_kernel.phases[ref[1]].accumulators[ref[2]].dtype
+
+    def gemm_kernel(self, kernel: GemmKernel):
+        buffers = self.kernel_buffers(kernel)
+        fn = self._kernel_function(kernel, buffers)
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        fty = so.register_type(kernel.dtype)
+        pa, pb, pc = (b.bitcast(arg, fty.as_pointer()) for arg in fn.args[:3])
+        name = GEMM_SYMBOLS[kernel.dtype]
+        gemm = self.module.globals.get(name)
+        if gemm is None:
+            ptr = fty.as_pointer()
+            gemm = ir.Function(
+                self.module,
+                ir.FunctionType(VOID, [I32, I32, I32, I64, I64, I64, fty, ptr, I64, ptr, I64, fty, ptr, I64]),
+                name,
+            )
+        a_trans = kernel.a.strides[-1] != 1
+        b_trans = kernel.b.strides[-1] != 1
+        lda = kernel.a.strides[-1] if a_trans else kernel.a.strides[-2]
+        ldb = kernel.b.strides[-1] if b_trans else kernel.b.strides[-2]
+        ldc = kernel.c.strides[-2]
+        nb = len(kernel.batch)
+        counters = [b.alloca(I64) for _ in range(nb)]
+
+        def level(d, index):
+            if d == nb:
+                ptrs = []
+                for base, access in ((pa, kernel.a), (pb, kernel.b), (pc, kernel.c)):
+                    ptrs.append(self._address(b, type(access)(access.buffer, access.offset, access.strides[:nb]), index, {access.buffer: base}))
+                args = [
+                    ir.Constant(I32, 101),
+                    ir.Constant(I32, 112 if a_trans else 111),
+                    ir.Constant(I32, 112 if b_trans else 111),
+                    _i64(kernel.m), _i64(kernel.n), _i64(kernel.k),
+                    ir.Constant(fty, 1.0), ptrs[0], _i64(max(lda, 1)), ptrs[1], _i64(max(ldb, 1)),
+                    ir.Constant(fty, 0.0), ptrs[2], _i64(max(ldc, 1)),
+                ]
+                b.call(gemm, args)
+                return
+            with _Loop(b, counters[d], _i64(0), _i64(kernel.batch[d])) as i:
+                level(d + 1, index + [i])
+
+        level(0, [])
+        b.ret_void()
+        return fn
+
+    # -- entry points -------------------------------------------------------------
+    def segment(self, k: int, steps: list):
+        """The exported entry point running ``steps`` (kernels) in order."""
+        fnty = ir.FunctionType(I32, [I8P, I64, I64])
+        fn = ir.Function(self.module, fnty, f"symexpr_seg{k}")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        tup, tid, nthreads = fn.args
+        data = {}
+
+        def slot_data(slot):
+            if slot not in data:
+                item = b.gep(tup, [_i64(self.items_offset + 8 * slot)])
+                obj = b.load(b.bitcast(item, I8P.as_pointer()))
+                data[slot] = b.load(b.bitcast(b.gep(obj, [_i64(self.data_offset)]), I8P.as_pointer()))
+            return data[slot]
+
+        def buffer_ptr(buf):
+            spec = self.plan.buffers[buf]
+            base = slot_data(self.slot_of(buf))
+            if spec.kind == "temp":
+                return b.gep(base, [_i64(spec.index)])
+            return base
+
+        counter = b.bitcast(b.gep(slot_data(self.sync_slot), [_i64(8 * k)]), I64.as_pointer())
+        one_thread = b.icmp_signed("<=", nthreads, _i64(1))
+        for n, step in enumerate(steps):
+            self._current_kernel = step
+            fn_k = self.loop_kernel(step) if isinstance(step, LoopKernel) else self.gemm_kernel(step)
+            args = [buffer_ptr(buf) for buf in self.kernel_buffers(step)]
+            if isinstance(step, LoopKernel):
+                extent = _i64(step.outer[0])
+                chunk = b.sdiv(b.add(extent, b.sub(nthreads, _i64(1))), nthreads)
+                lo = b.select(b.icmp_signed("<", b.mul(tid, chunk), extent), b.mul(tid, chunk), extent)
+                hi = b.select(b.icmp_signed("<", b.add(lo, chunk), extent), b.add(lo, chunk), extent)
+                b.call(fn_k, args + [lo, hi])
+            else:
+                with b.if_then(b.icmp_signed("==", tid, _i64(0))):
+                    b.call(fn_k, args + [_i64(0), _i64(1)])
+            if n < len(steps) - 1:
+                self._barrier(b, counter, nthreads, one_thread, n)
+        b.ret(ir.Constant(I32, 0))
+        return fn
+
+    def _barrier(self, b, counter, nthreads, one_thread, n):
+        with b.if_then(b.not_(one_thread)):
+            b.atomic_rmw("add", counter, _i64(1), "seq_cst")
+            target = b.mul(nthreads, _i64(n + 1))
+            head = b.append_basic_block("barrier.wait")
+            spin = b.append_basic_block("barrier.spin")
+            done = b.append_basic_block("barrier.done")
+            b.branch(head)
+            b.position_at_end(head)
+            seen = b.load_atomic(counter, "acquire", 8)
+            b.cbranch(b.icmp_signed("<", seen, target), spin, done)
+            b.position_at_end(spin)
+            if self.module.triple.startswith(("x86_64", "i686", "i386")):
+                pause = self.module.globals.get("llvm.x86.sse2.pause") or ir.Function(
+                    self.module, ir.FunctionType(VOID, []), "llvm.x86.sse2.pause"
+                )
+                b.call(pause, [])
+            b.branch(head)
+            b.position_at_end(done)
+
+
+def generate_module(plan, segments, name, triple, object_layout) -> str:
+    """LLVM IR text for ``plan``: one entry point per segment (a list of kernel steps)."""
+    gen = ModuleGenerator(plan, name, triple, object_layout)
+    for k, steps in enumerate(segments):
+        gen.segment(k, steps)
+    return str(gen.module)

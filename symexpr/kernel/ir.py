@@ -1,0 +1,205 @@
+"""The backend-neutral kernel IR.
+
+A compiled graph becomes a :class:`Plan`: a list of buffers and a list of
+steps.  A step is a :class:`LoopKernel` (a loop nest that code generators
+render: LLVM now, CUDA C later), a :class:`GemmKernel` (a call into a matrix
+multiply routine) or a :class:`HostStep` (an op the backend runs with NumPy).
+
+All extents, offsets and strides are concrete integers, counted in elements:
+a plan is specialised on the shapes and strides of its inputs.
+
+A :class:`LoopKernel` iterates over its ``outer`` index space (parallel: any
+subrange of the first outer dimension may run on its own thread) and, at each
+outer point, runs its :class:`Phase` s in order.  A phase loops over its own
+``inner`` index space, loads through strided :class:`Access` es, evaluates a
+scalar ``program`` (SSA :class:`Instr` s over symexpr scalar ops), folds values
+into :class:`Accumulator` s and stores values.  Later phases read the final
+value of earlier phases' accumulators, which is how a reduction's epilogue and
+a softmax's normalisation are written.
+
+Operand references inside a program:
+
+``("load", k)``
+    the value loaded by the phase's ``k``-th access at the current point
+``("tmp", j)``
+    the result of instruction ``j`` of the same program
+``("const", value, dtype)``
+    a literal
+``("acc", p, k)``
+    the final value of accumulator ``k`` of phase ``p`` (an earlier phase)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Accumulator kinds and the NumPy reduction each one matches.
+ACCUMULATOR_KINDS = ("sum", "prod", "max", "min")
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A memory region a plan reads or writes.
+
+    ``kind`` is ``"input"``, ``"output"``, ``"const"`` or ``"temp"``; ``index``
+    is the position among the inputs, outputs or constants, or for a temp its
+    byte offset in the per-call arena.
+    """
+
+    kind: str
+    index: int
+    dtype: str
+    size: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class Access:
+    """``buffer[offset + sum(i_d * strides[d])]`` over a kernel's loop dimensions."""
+
+    buffer: int
+    offset: int
+    strides: tuple
+
+
+@dataclass(frozen=True)
+class Instr:
+    """One scalar instruction: ``op(*args)`` giving a value of ``dtype``."""
+
+    op: object
+    args: tuple
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Accumulator:
+    """Folds ``value`` over a phase's inner space with ``kind``, starting at ``init`` (the identity when None)."""
+
+    kind: str
+    dtype: str
+    value: tuple
+    init: object = None
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One pass over ``inner`` at each outer point.
+
+    Access strides list the kernel's outer dimensions first, then ``inner``.
+    ``stores`` pairs an access with the reference of the value it writes.
+    """
+
+    inner: tuple
+    loads: tuple
+    program: tuple
+    accumulators: tuple = ()
+    stores: tuple = ()
+
+
+@dataclass(frozen=True)
+class LoopKernel:
+    """A parallel loop nest over ``outer`` whose body runs ``phases`` in order."""
+
+    name: str
+    outer: tuple
+    phases: tuple
+
+    @property
+    def work(self) -> int:
+        """Roughly how many scalar iterations the kernel runs (for threading decisions)."""
+        n = int(np.prod(self.outer, dtype=np.int64))
+        return n * sum(int(np.prod(p.inner, dtype=np.int64)) for p in self.phases)
+
+
+@dataclass(frozen=True)
+class GemmKernel:
+    """``c[b] = a[b] @ b[b]`` for each batch index ``b`` (row-major views given by their accesses).
+
+    ``a`` strides are over ``batch + (m, k)``, ``b`` over ``batch + (k, n)``
+    and ``c`` over ``batch + (m, n)``; ``c`` is contiguous in its last dimension.
+    """
+
+    name: str
+    dtype: str
+    batch: tuple
+    m: int
+    n: int
+    k: int
+    a: Access
+    b: Access
+    c: Access
+
+    @property
+    def work(self) -> int:
+        return int(np.prod(self.batch, dtype=np.int64)) * self.m * self.n * self.k
+
+
+@dataclass(frozen=True)
+class HostStep:
+    """Run ``node`` with its NumPy ``perform`` and copy the result into ``outputs``' buffers."""
+
+    node: object
+    outputs: tuple
+
+    work = 0
+
+
+@dataclass
+class Plan:
+    """Everything a backend needs to run a graph on inputs of known shapes and strides.
+
+    ``steps`` are in execution order.  ``views`` maps ``id(variable)`` to the
+    ``(buffer, offset, shape, strides)`` a value lives at (host steps read
+    their inputs through it); ``outputs`` lists the output buffers' shapes.
+    """
+
+    buffers: list = field(default_factory=list)
+    steps: list = field(default_factory=list)
+    views: dict = field(default_factory=dict)
+    outputs: list = field(default_factory=list)
+    constants: list = field(default_factory=list)
+    #: ``id(variable) -> buffer`` for values that own a contiguous buffer (not views of another).
+    allocated: dict = field(default_factory=dict)
+    arena_bytes: int = 0
+
+    def text(self) -> str:
+        """A readable listing of the plan, one step per paragraph."""
+        lines = []
+        for i, b in enumerate(self.buffers):
+            lines.append(f"buffer {i}: {b.kind} {b.index} {b.dtype}[{b.size}]")
+        for step in self.steps:
+            lines.append(format_step(step))
+        return "\n".join(lines)
+
+
+def format_ref(ref) -> str:
+    if ref[0] == "const":
+        return f"{ref[1]!r}:{ref[2]}"
+    if ref[0] == "acc":
+        return f"acc{ref[1]}.{ref[2]}"
+    return f"{'l' if ref[0] == 'load' else 't'}{ref[1]}"
+
+
+def format_step(step) -> str:
+    """Text of one plan step."""
+    if isinstance(step, HostStep):
+        return f"host {step.node.op.display_name()} -> buffers {list(step.outputs)}"
+    if isinstance(step, GemmKernel):
+        return f"gemm {step.name} {step.dtype} batch={step.batch} m={step.m} n={step.n} k={step.k} a={step.a} b={step.b} c={step.c}"
+    lines = [f"kernel {step.name} outer={step.outer}"]
+    for p, phase in enumerate(step.phases):
+        lines.append(f"  phase {p} inner={phase.inner}")
+        for k, acc in enumerate(phase.loads):
+            lines.append(f"    l{k} = buf{acc.buffer}[{acc.offset} + i . {acc.strides}]")
+        for j, ins in enumerate(phase.program):
+            lines.append(f"    t{j} = {ins.op!r}({', '.join(format_ref(a) for a in ins.args)}) : {ins.dtype}")
+        for k, acc in enumerate(phase.accumulators):
+            lines.append(f"    acc{p}.{k} {acc.kind}= {format_ref(acc.value)} : {acc.dtype}")
+        for access, ref in phase.stores:
+            lines.append(f"    buf{access.buffer}[{access.offset} + i . {access.strides}] = {format_ref(ref)}")
+    return "\n".join(lines)

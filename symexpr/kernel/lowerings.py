@@ -1,0 +1,518 @@
+"""Lowerings of symexpr's ops to the kernel IR (imported for its registrations)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from symexpr.dtypes import canonical_dtype
+from symexpr.kernel.ir import Access, Accumulator, GemmKernel, Instr, LoopKernel, Phase
+from symexpr.kernel.lower import Unsupported, View, collapse, contiguous_strides, lowers
+from symexpr.ops import nnet
+from symexpr.ops import scalar as ps
+from symexpr.ops.elemwise import Elemwise
+from symexpr.ops.fused import Fused, FusedReduce
+from symexpr.ops.indexing import Subtensor
+from symexpr.ops.matmul import MatMul
+from symexpr.ops.reduction import Reduce, Var
+from symexpr.ops.shape import BroadcastTo, Concatenate, ExpandDims, Reshape, Squeeze, Transpose
+
+
+# -- scalar programs ---------------------------------------------------------
+class ProgramBuilder:
+    """Builds a kernel-IR program, inferring each instruction's dtype from its operands."""
+
+    def __init__(self, ref_dtypes, supports=None):
+        self.program: list[Instr] = []
+        self._ref_dtypes = ref_dtypes
+        self._supports = supports
+
+    def dtype_of(self, ref) -> str:
+        if ref[0] == "tmp":
+            return self.program[ref[1]].dtype
+        if ref[0] == "const":
+            return ref[2]
+        return self._ref_dtypes(ref)
+
+    def add(self, op, *args) -> tuple:
+        arg_dtypes = [self.dtype_of(a) for a in args]
+        if self._supports is not None and not self._supports(op, arg_dtypes):
+            raise Unsupported(f"{op!r} on {arg_dtypes}")
+        dtype = canonical_dtype(op.out_dtype(*arg_dtypes))
+        self.program.append(Instr(op, tuple(args), dtype))
+        return ("tmp", len(self.program) - 1)
+
+    def cast(self, ref, dtype) -> tuple:
+        return ref if self.dtype_of(ref) == dtype else self.add(ps.Cast(dtype), ref)
+
+    def const(self, value, dtype) -> tuple:
+        return ("const", np.asarray(value, dtype=dtype)[()].item(), dtype)
+
+    def inline(self, program, operands) -> tuple:
+        """Append a symexpr ``Fused`` program whose ``("in", i)`` are ``operands[i]``; return its result."""
+        base = len(self.program)
+        for scalar_op, args in program:
+            mapped = []
+            for a in args:
+                if a[0] == "in":
+                    mapped.append(operands[a[1]])
+                elif a[0] == "tmp":
+                    mapped.append(("tmp", base + a[1]))
+                else:
+                    mapped.append(a)
+            self.add(scalar_op, *mapped)
+        return ("tmp", len(self.program) - 1)
+
+
+def _loads_builder(ctx, loads_dtypes):
+    return ProgramBuilder(lambda ref: loads_dtypes[ref[1]], ctx.supports)
+
+
+# -- elementwise ---------------------------------------------------------------
+def _lower_map(ctx, node, program):
+    out_var = node.outputs[0]
+    shape = ctx.shape(out_var)
+    views = [ctx.view(v) for v in node.inputs]
+    builder = _loads_builder(ctx, [v.dtype for v in node.inputs])
+    result = builder.inline(program, [("load", i) for i in range(len(views))])
+    result = builder.cast(result, out_var.dtype)
+    out = ctx.allocate(out_var)
+    ctx.map_kernel(ctx.kernel_name(node), shape, [v.access(shape) for v in views], builder.program, out, result)
+
+
+@lowers(Elemwise)
+def _elemwise(ctx, node):
+    _lower_map(ctx, node, ((node.op.scalar_op, tuple(("in", i) for i in range(len(node.inputs)))),))
+
+
+@lowers(Fused)
+def _fused(ctx, node):
+    _lower_map(ctx, node, node.op.program)
+
+
+# -- reductions ----------------------------------------------------------------
+def _reduction_dtype(kind, elem_dtype) -> str:
+    with np.errstate(all="ignore"):
+        return canonical_dtype(np.asarray(getattr(np, kind)(np.ones((1,), elem_dtype))).dtype)
+
+
+def _accumulate_dtype(dtype) -> str:
+    """float16 sums accumulate in float32 (NumPy's own float16 loops also compute in float32)."""
+    return "float32" if dtype == "float16" else dtype
+
+
+def _split_axes(full_shape, axes):
+    axes = tuple(sorted(a % len(full_shape) for a in axes)) if full_shape else ()
+    kept = tuple(d for d in range(len(full_shape)) if d not in axes)
+    return kept, axes
+
+
+def _phase_access(view_strides, kept, axes, offset, buffer):
+    return Access(buffer, offset, tuple(view_strides[d] for d in kept) + tuple(view_strides[d] for d in axes))
+
+
+def _lower_reduction(ctx, node, body_inputs, body_program, kind, axes, keepdims, epilogue=(), extra=(), initial=None):
+    out_var = node.outputs[0]
+    views = [ctx.view(v) for v in body_inputs]
+    full = tuple(np.broadcast_shapes(*[v.shape for v in views])) if views else ()
+    kept, axes = _split_axes(full, axes)
+    n_reduced = int(np.prod([full[a] for a in axes], dtype=np.int64))
+    if kind in ("max", "min") and initial is None and n_reduced == 0:
+        raise Unsupported("empty max/min")  # NumPy raises; the host step reports it
+    body = _loads_builder(ctx, [v.dtype for v in body_inputs])
+    value = body.inline(body_program, [("load", i) for i in range(len(views))])
+    elem_dtype = body.dtype_of(value)
+    red_kind = "sum" if kind == "mean" else kind
+    result_dtype = _reduction_dtype(kind, elem_dtype)
+    acc_dtype = _accumulate_dtype(result_dtype if kind != "mean" else result_dtype)
+    if kind in ("max", "min"):
+        acc_dtype = _accumulate_dtype(elem_dtype)
+    value = body.cast(value, acc_dtype)
+    loads0 = tuple(
+        _phase_access(v.broadcast_strides(full), kept, axes, v.offset, v.buffer) for v in views
+    )
+    init = None if initial is None else np.asarray(initial, dtype=acc_dtype)[()].item()
+    phase0 = Phase(tuple(full[a] for a in axes), loads0, tuple(body.program), (Accumulator(red_kind, acc_dtype, value, init),))
+
+    out = ctx.allocate(out_var)
+    out_shape = ctx.shape(out_var)
+    kept_shape = tuple(full[d] for d in kept)
+    extra_views = [ctx.view(v) for v in extra]
+    post = _loads_builder(ctx, [v.dtype for v in extra])
+    acc = ("acc", 0, 0)
+    post._ref_dtypes = lambda ref, d=[v.dtype for v in extra]: acc_dtype if ref[0] == "acc" else d[ref[1]]
+    reduced = acc
+    if kind == "mean":
+        reduced = post.add(ps.true_div, acc, post.const(n_reduced, acc_dtype))
+    reduced = post.cast(reduced, result_dtype)
+    if epilogue:
+        reduced = post.inline(epilogue, [reduced] + [("load", i) for i in range(len(extra_views))])
+    reduced = post.cast(reduced, out_var.dtype)
+    extra_loads = tuple(Access(v.buffer, v.offset, _kept_strides(v, out_shape, kept, keepdims)) for v in extra_views)
+    store = Access(out.buffer, out.offset, _kept_strides(out, out_shape, kept, keepdims))
+    phase1 = Phase((), extra_loads, tuple(post.program), (), ((store, reduced),))
+    _emit_row_kernel(ctx, node, kept_shape, [phase0, phase1])
+
+
+def _kept_strides(view: View, out_shape, kept, keepdims) -> tuple:
+    """Strides over the kept dims of a value broadcast into the reduced output shape."""
+    strides = view.broadcast_strides(out_shape)
+    if keepdims:
+        return tuple(strides[d] for d in kept)
+    return strides
+
+
+def _emit_row_kernel(ctx, node, outer, phases):
+    """Emit a kernel over ``outer`` (collapsing outer dims every phase walks contiguously)."""
+    if any(d == 0 for d in outer):
+        return
+    n_outer = len(outer)
+    accesses = []
+    for p in phases:
+        accesses += [a.strides[:n_outer] for a in p.loads] + [a.strides[:n_outer] for a, _ in p.stores]
+    extents, collapsed = collapse(tuple(outer), accesses)
+    if not extents:
+        extents, collapsed = (1,), [(0,) for _ in accesses]
+    it = iter(collapsed)
+    new_phases = []
+    for p in phases:
+        loads = tuple(Access(a.buffer, a.offset, next(it) + a.strides[n_outer:]) for a in p.loads)
+        stores = tuple((Access(a.buffer, a.offset, next(it) + a.strides[n_outer:]), ref) for a, ref in p.stores)
+        new_phases.append(Phase(p.inner, loads, p.program, p.accumulators, stores))
+    new_phases = _collapse_inner(new_phases, len(extents))
+    ctx.emit(LoopKernel(ctx.kernel_name(node), extents, tuple(new_phases)))
+
+
+def _collapse_inner(phases, n_outer):
+    out = []
+    for p in phases:
+        if len(p.inner) <= 1:
+            out.append(p)
+            continue
+        accesses = [a.strides[n_outer:] for a in p.loads] + [a.strides[n_outer:] for a, _ in p.stores]
+        extents, collapsed = collapse(tuple(p.inner), accesses)
+        if not extents:
+            extents, collapsed = (1,), [(0,) for _ in accesses]
+        it = iter(collapsed)
+        loads = tuple(Access(a.buffer, a.offset, a.strides[:n_outer] + next(it)) for a in p.loads)
+        stores = tuple((Access(a.buffer, a.offset, a.strides[:n_outer] + next(it)), r) for a, r in p.stores)
+        out.append(Phase(extents, loads, p.program, p.accumulators, stores))
+    return out
+
+
+@lowers(Reduce)
+def _reduce(ctx, node):
+    op = node.op
+    _lower_reduction(ctx, node, node.inputs, ((ps.identity, (("in", 0),)),), op.kind, op.axis, op.keepdims, initial=op.initial)
+
+
+@lowers(FusedReduce)
+def _fused_reduce(ctx, node):
+    op = node.op
+    n = len(node.inputs) if op.n_body is None else op.n_body
+    _lower_reduction(
+        ctx, node, node.inputs[:n], op.program, op.kind, op.axis, op.keepdims, epilogue=op.epilogue, extra=node.inputs[n:]
+    )
+
+
+# -- row kernels: var and the nn ops --------------------------------------------------
+class _Rows:
+    """Helper for kernels that make several passes over the rows of one input."""
+
+    def __init__(self, ctx, node, x, axes, work_dtype):
+        self.ctx, self.node = ctx, node
+        self.x = ctx.view(x)
+        self.x_dtype = x.dtype
+        self.full = self.x.shape
+        self.kept, self.axes = _split_axes(self.full, axes)
+        self.inner = tuple(self.full[a] for a in self.axes)
+        self.count = int(np.prod(self.inner, dtype=np.int64))
+        self.work = work_dtype
+        self.phases = []
+
+    def access(self, view: View, inner=True) -> Access:
+        strides = view.broadcast_strides(self.full)
+        return _phase_access(strides, self.kept, self.axes if inner else (), view.offset, view.buffer)
+
+    def builder(self, loads_dtypes):
+        acc_dtypes = {}
+        for p, phase in enumerate(self.phases):
+            for k, acc in enumerate(phase.accumulators):
+                acc_dtypes[(p, k)] = acc.dtype
+        return ProgramBuilder(lambda ref: acc_dtypes[(ref[1], ref[2])] if ref[0] == "acc" else loads_dtypes[ref[1]], self.ctx.supports)
+
+    def phase(self, builder, loads, accumulators=(), stores=(), inner=True):
+        self.phases.append(Phase(self.inner if inner else (), tuple(loads), tuple(builder.program), tuple(accumulators), tuple(stores)))
+        return len(self.phases) - 1
+
+    def emit(self):
+        _emit_row_kernel(self.ctx, self.node, tuple(self.full[d] for d in self.kept), self.phases)
+
+
+def _work_dtype(dtype) -> str:
+    return nnet._work_dtype(dtype)
+
+
+@lowers(nnet.Softmax, nnet.LogSoftmax)
+def _softmax(ctx, node):
+    out_var = node.outputs[0]
+    work = _work_dtype(out_var.dtype)
+    rows = _Rows(ctx, node, node.inputs[0], node.op.axis, work)
+    out = ctx.allocate(out_var)
+    x_load = rows.access(rows.x)
+    log = isinstance(node.op, nnet.LogSoftmax)
+
+    b = rows.builder([rows.x_dtype])
+    xv = b.cast(("load", 0), work)
+    rows.phase(b, [x_load], [Accumulator("max", work, xv, float("-inf"))])
+
+    b = rows.builder([rows.x_dtype])
+    shifted = b.add(ps.sub, b.cast(("load", 0), work), ("acc", 0, 0))
+    e = b.add(ps.exp, shifted)
+    reuse = not log and out_var.dtype == work
+    rows.phase(b, [x_load], [Accumulator("sum", work, e)], [(rows.access(out), e)] if reuse else [])
+
+    if reuse:
+        b = rows.builder([out_var.dtype])
+        y = b.add(ps.true_div, ("load", 0), ("acc", 1, 0))
+        loads = [rows.access(out)]
+    else:
+        b = rows.builder([rows.x_dtype])
+        shifted = b.add(ps.sub, b.cast(("load", 0), work), ("acc", 0, 0))
+        if log:
+            y = b.add(ps.sub, shifted, b.add(ps.log, ("acc", 1, 0)))
+        else:
+            y = b.add(ps.true_div, b.add(ps.exp, shifted), ("acc", 1, 0))
+        loads = [x_load]
+    y = b.cast(y, out_var.dtype)
+    rows.phase(b, loads, (), [(rows.access(out), y)])
+    rows.emit()
+
+
+@lowers(nnet.LogSumExp)
+def _logsumexp(ctx, node):
+    out_var = node.outputs[0]
+    work = _work_dtype(out_var.dtype)
+    rows = _Rows(ctx, node, node.inputs[0], node.op.axis, work)
+    out = ctx.allocate(out_var)
+    x_load = rows.access(rows.x)
+
+    b = rows.builder([rows.x_dtype])
+    rows.phase(b, [x_load], [Accumulator("max", work, b.cast(("load", 0), work), float("-inf"))])
+
+    def finite_max(b):
+        m = ("acc", 0, 0)
+        return b.add(ps.where, b.add(ps.isfinite, m), m, b.const(0, work))
+
+    b = rows.builder([rows.x_dtype])
+    e = b.add(ps.exp, b.add(ps.sub, b.cast(("load", 0), work), finite_max(b)))
+    rows.phase(b, [x_load], [Accumulator("sum", work, e)])
+
+    b = rows.builder([])
+    y = b.cast(b.add(ps.add, b.add(ps.log, ("acc", 1, 0)), finite_max(b)), out_var.dtype)
+    store = Access(out.buffer, out.offset, _kept_strides(out, ctx.shape(out_var), rows.kept, node.op.keepdims))
+    rows.phase(b, [], (), [(store, y)], inner=False)
+    rows.emit()
+
+
+@lowers(nnet.LayerNorm, nnet.RMSNorm)
+def _norm(ctx, node):
+    out_var = node.outputs[0]
+    work = _work_dtype(out_var.dtype)
+    x = node.inputs[0]
+    rows = _Rows(ctx, node, x, (x.ndim - 1,), work)
+    if rows.count == 0:
+        raise Unsupported("empty rows")
+    out = ctx.allocate(out_var)
+    x_load = rows.access(rows.x)
+    params = [ctx.view(v) for v in node.inputs[1:]]
+    eps = ("const", float(np.asarray(node.op.eps, dtype=work)), work)
+    n = ("const", float(rows.count), work)
+    layer = isinstance(node.op, nnet.LayerNorm)
+
+    b = rows.builder([rows.x_dtype])
+    xv = b.cast(("load", 0), work)
+    rows.phase(b, [x_load], [Accumulator("sum", work, xv if layer else b.add(ps.mul, xv, xv))])
+
+    if layer:
+        b = rows.builder([rows.x_dtype])
+        c = b.add(ps.sub, b.cast(("load", 0), work), b.add(ps.true_div, ("acc", 0, 0), n))
+        rows.phase(b, [x_load], [Accumulator("sum", work, b.add(ps.mul, c, c))])
+
+    b = rows.builder([rows.x_dtype] + [v.dtype for v in node.inputs[1:]])
+    xv = b.cast(("load", 0), work)
+    if layer:
+        mean = b.add(ps.true_div, ("acc", 0, 0), n)
+        var = b.add(ps.true_div, ("acc", 1, 0), n)
+        y = b.add(ps.true_div, b.add(ps.sub, xv, mean), b.add(ps.sqrt, b.add(ps.add, var, eps)))
+        weight, bias = node.op._affine(list(range(1, len(node.inputs))))
+    else:
+        ms = b.add(ps.true_div, ("acc", 0, 0), n)
+        y = b.add(ps.true_div, xv, b.add(ps.sqrt, b.add(ps.add, ms, eps)))
+        weight, bias = (1 if node.op.has_weight else None), None
+    if weight is not None:
+        y = b.add(ps.mul, y, b.cast(("load", weight), work))
+    if bias is not None:
+        y = b.add(ps.add, y, b.cast(("load", bias), work))
+    y = b.cast(y, out_var.dtype)
+    loads = [x_load] + [rows.access(v) for v in params]
+    rows.phase(b, loads, (), [(rows.access(out), y)])
+    rows.emit()
+
+
+@lowers(Var)
+def _var(ctx, node):
+    out_var = node.outputs[0]
+    dtype = out_var.dtype
+    work = _accumulate_dtype(dtype)
+    rows = _Rows(ctx, node, node.inputs[0], node.op.axis, work)
+    out = ctx.allocate(out_var)
+    x_load = rows.access(rows.x)
+    n = ("const", float(rows.count), work)
+    dof = ("const", float(max(rows.count - node.op.ddof, 0)), work)
+
+    b = rows.builder([rows.x_dtype])
+    rows.phase(b, [x_load], [Accumulator("sum", work, b.cast(("load", 0), work))])
+    b = rows.builder([rows.x_dtype])
+    c = b.add(ps.sub, b.cast(("load", 0), work), b.add(ps.true_div, ("acc", 0, 0), n))
+    rows.phase(b, [x_load], [Accumulator("sum", work, b.add(ps.mul, c, c))])
+    b = rows.builder([])
+    y = b.cast(b.add(ps.true_div, ("acc", 1, 0), dof), dtype)
+    store = Access(out.buffer, out.offset, _kept_strides(out, ctx.shape(out_var), rows.kept, node.op.keepdims))
+    rows.phase(b, [], (), [(store, y)], inner=False)
+    rows.emit()
+
+
+# -- views ---------------------------------------------------------------------
+def _geometry(ctx, var, view: View, fn):
+    """Offset and strides of ``fn(array)`` for an array laid out like ``view``, or None if not a view.
+
+    NumPy computes the geometry on a stand-in array that shares no real data
+    (nothing is read), so view semantics are NumPy's own.
+    """
+    itemsize = np.dtype(var.dtype).itemsize
+    base = np.zeros(1, dtype=var.dtype)
+    stand_in = as_strided(base, view.shape, tuple(s * itemsize for s in view.strides), writeable=False)
+    result = fn(stand_in)
+    if not isinstance(result, np.ndarray):
+        return None
+    owner = result
+    while owner is not None and owner is not base:
+        owner = owner.base
+    if owner is None:
+        return None
+    delta = result.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    if delta % itemsize or any(s % itemsize for s in result.strides):
+        return None
+    return view.offset + delta // itemsize, tuple(s // itemsize for s in result.strides)
+
+
+def _lower_view(ctx, node, fn):
+    var = node.inputs[0]
+    src = ctx.view(var)
+    geometry = _geometry(ctx, var, src, fn)
+    if geometry is None:
+        raise Unsupported("not a view")
+    ctx.set_view(node.outputs[0], src.buffer, *geometry)
+
+
+@lowers(Transpose, ExpandDims, Squeeze, BroadcastTo)
+def _simple_view(ctx, node):
+    _lower_view(ctx, node, lambda a: node.op.perform(node, [a])[0])
+
+
+@lowers(Subtensor)
+def _subtensor(ctx, node):
+    from symexpr.ops.indexing import _to_python
+
+    idx = tuple(_to_python(e) for e in node.op.idx)
+    if not any(e is Ellipsis for e in idx):
+        idx = idx + (Ellipsis,)  # a full integer index then gives a 0-d view, not a scalar copy
+    _lower_view(ctx, node, lambda a: a[idx])
+
+
+@lowers(Reshape)
+def _reshape(ctx, node):
+    out_var = node.outputs[0]
+    shape = ctx.shape(out_var)
+
+    def no_copy(a):
+        b = a.view()
+        try:
+            b.shape = shape  # raises instead of copying when the layout does not allow a view
+        except AttributeError:
+            return None
+        return b
+
+    src = ctx.view(node.inputs[0])
+    geometry = _geometry(ctx, node.inputs[0], src, no_copy)
+    if geometry is not None:
+        ctx.set_view(out_var, src.buffer, *geometry)
+        return
+    tmp_var = node.inputs[0]
+    dense = View(None, 0, src.shape, contiguous_strides(src.shape))
+    out = ctx.allocate(out_var)
+    dense.buffer, dense.offset = out.buffer, out.offset
+    ctx.copy(tmp_var, src, dense)
+
+
+@lowers(Concatenate)
+def _concatenate(ctx, node):
+    out_var = node.outputs[0]
+    out = ctx.allocate(out_var)
+    axis = node.op.axis
+    start = 0
+    for var in node.inputs:
+        src = ctx.view(var)
+        part = View(out.buffer, out.offset + start * out.strides[axis], src.shape, out.strides)
+        builder = _loads_builder(ctx, [var.dtype])
+        result = builder.cast(builder.add(ps.identity, ("load", 0)), out_var.dtype)
+        ctx.map_kernel(ctx.kernel_name(node), src.shape, [src.access(src.shape)], builder.program, part, result)
+        start += src.shape[axis]
+
+
+# -- matmul --------------------------------------------------------------------
+def _blas_operand(strides):
+    """True when a 2-D block with these (row, col) strides is a BLAS operand (one unit stride)."""
+    return strides[-1] == 1 or strides[-2] == 1
+
+
+@lowers(MatMul)
+def _matmul(ctx, node):
+    out_var = node.outputs[0]
+    if out_var.dtype not in ("float32", "float64") or any(v.dtype != out_var.dtype for v in node.inputs):
+        raise Unsupported("matmul dtype")
+    a, b = (ctx.view(v) for v in node.inputs)
+    a_shape, a_strides = a.shape, a.strides
+    b_shape, b_strides = b.shape, b.strides
+    if len(a_shape) == 1:
+        a_shape, a_strides = (1,) + a_shape, (0,) + a_strides
+    if len(b_shape) == 1:
+        b_shape, b_strides = b_shape + (1,), b_strides + (0,)
+    m, k = a_shape[-2:]
+    n = b_shape[-1]
+    batch = tuple(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
+    av = View(a.buffer, a.offset, a_shape, a_strides)
+    bv = View(b.buffer, b.offset, b_shape, b_strides)
+    a_acc = av.access(batch + (m, k))
+    b_acc = bv.access(batch + (k, n))
+    # A unit dimension's stride is arbitrary: give it the value BLAS wants.
+    a_acc = Access(a_acc.buffer, a_acc.offset, _fix_unit(a_acc.strides, (m, k)))
+    b_acc = Access(b_acc.buffer, b_acc.offset, _fix_unit(b_acc.strides, (k, n)))
+    out = ctx.allocate(out_var)
+    c_acc = Access(out.buffer, out.offset, contiguous_strides(batch + (m, n)))
+    if m * n == 0:
+        return
+    if not (_blas_operand(a_acc.strides) and _blas_operand(b_acc.strides)):
+        raise Unsupported("strided matmul operand")
+    ctx.emit(GemmKernel(ctx.kernel_name(node), out_var.dtype, batch, m, n, k, a_acc, b_acc, c_acc))
+
+
+def _fix_unit(strides, dims):
+    rows, cols = dims
+    rs, cs = strides[-2], strides[-1]
+    if cols == 1:
+        cs = 1
+    if rows == 1:
+        rs = max(cols, 1) if cs == 1 else 1
+    return strides[:-2] + (rs, cs)
