@@ -157,6 +157,23 @@ class LoweringContext:
         self.views[id(var)] = View(buffer, offset, self.shape(var), strides)
         self.plan.allocated.pop(id(var), None)
 
+    def mark(self):
+        """A point :meth:`rollback` can return to when a lowering declines."""
+        return len(self.plan.steps), len(self.plan.buffers), len(self.plan.constants), dict(self._output_buffers)
+
+    def rollback(self, mark, node) -> None:
+        steps, buffers, constants, outputs = mark
+        del self.plan.steps[steps:]
+        del self.plan.buffers[buffers:]
+        del self.plan.constants[constants:]
+        self._output_buffers = outputs
+        for var in node.outputs:
+            self.views.pop(id(var), None)
+            self.plan.allocated.pop(id(var), None)
+        for var in node.inputs:  # constants first seen by the failed lowering
+            if id(var) in self.views and self.views[id(var)].buffer >= buffers:
+                del self.views[id(var)]
+
     # -- steps ---------------------------------------------------------------
     def kernel_name(self, node) -> str:
         base = type(node.op).__name__.lower()
@@ -218,16 +235,21 @@ def build_plan(fgraph, input_geometry, supports=None) -> Plan:
     ctx = LoweringContext(fgraph, input_geometry, supports)
     for node in fgraph.toposort():
         in_shapes = [ctx.view(v).shape for v in node.inputs]
-        for var, shape in zip(node.outputs, node.op.infer_shape(node, in_shapes)):
+        try:
+            out_shapes = node.op.infer_shape(node, in_shapes)
+        except Exception as exc:
+            shapes = ", ".join(str(tuple(s)) for s in in_shapes)
+            raise type(exc)(f"{exc}\n  while evaluating {node.op.display_name()} on inputs of shapes {shapes}") from exc
+        for var, shape in zip(node.outputs, out_shapes):
             ctx.shapes[id(var)] = tuple(int(d) for d in shape)
         lowering = _LOWERINGS.get(type(node.op))
-        mark = len(ctx.plan.steps)
+        mark = ctx.mark()
         try:
             if lowering is None:
                 raise Unsupported(type(node.op).__name__)
             lowering(ctx, node)
         except Unsupported:
-            del ctx.plan.steps[mark:]
+            ctx.rollback(mark, node)
             ctx.host(node)
     _finish_outputs(ctx)
     _place_temps(ctx.plan)

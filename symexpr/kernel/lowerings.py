@@ -472,9 +472,10 @@ def _concatenate(ctx, node):
 
 
 # -- matmul --------------------------------------------------------------------
-def _blas_operand(strides):
-    """True when a 2-D block with these (row, col) strides is a BLAS operand (one unit stride)."""
-    return strides[-1] == 1 or strides[-2] == 1
+def _blas_operand(strides, rows, cols):
+    """True when a (rows, cols) block with these strides is a BLAS operand: unit stride one way, a valid leading dimension the other."""
+    rs, cs = strides[-2], strides[-1]
+    return (cs == 1 and rs >= max(1, cols)) or (rs == 1 and cs >= max(1, rows))
 
 
 @lowers(MatMul)
@@ -503,7 +504,7 @@ def _matmul(ctx, node):
     c_acc = Access(out.buffer, out.offset, contiguous_strides(batch + (m, n)))
     if m * n == 0:
         return
-    if not (_blas_operand(a_acc.strides) and _blas_operand(b_acc.strides)):
+    if not (_blas_operand(a_acc.strides, m, k) and _blas_operand(b_acc.strides, k, n)):
         raise Unsupported("strided matmul operand")
     ctx.emit(GemmKernel(ctx.kernel_name(node), out_var.dtype, batch, m, n, k, a_acc, b_acc, c_acc))
 

@@ -26,7 +26,11 @@ def _initialised() -> bool:
 def host_cpu() -> tuple[str, str]:
     """``(cpu_name, feature_string)`` of the machine we run on."""
     _initialised()
-    return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    features = llvm.get_host_cpu_features().flatten()
+    if "+avx512f" in features.split(","):
+        # LLVM tunes many AVX-512 CPUs to 256-bit vectors; our loops are long and want 512.
+        features += ",-prefer-256-bit"
+    return llvm.get_host_cpu_name(), features
 
 
 def host_has(feature: str) -> bool:
