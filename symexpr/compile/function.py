@@ -11,7 +11,7 @@ from symexpr.graph.traversal import graph_inputs
 from symexpr.passes import resolve_passes
 
 #: The backend ``function()`` uses when none is named.
-DEFAULT_BACKEND = "llvm"
+DEFAULT_BACKEND = "numpy"
 
 
 def _argument_label(var: Variable, position: int) -> str:
@@ -121,7 +121,7 @@ def function(inputs, outputs, backend: str | None = None, passes=None) -> Functi
     outputs : Variable or list of Variable
         One output (the call returns an array) or a list (the call returns a list).
     backend : str, optional
-        A registered backend name (default ``"llvm"``; ``"numpy"`` is the reference interpreter).
+        A registered backend name (default ``"numpy"``, the reference interpreter; ``"llvm"`` compiles to native code).
     passes : None, str, callable or list, optional
         Graph passes to run before compiling; see :func:`symexpr.passes.resolve_passes`.
 

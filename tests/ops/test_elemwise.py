@@ -345,6 +345,10 @@ def test_unary_matches_numpy(name, via, backend, data):
     shape = data.draw(shapes(max_dims=3, max_side=4), label="shape")
     known = data.draw(st.booleans(), label="known")
     x = data.draw(arrays(dtype, shape), label="x")  # floats include NaN, +-inf, -0.0
+    if backend != "numpy" and name in ("sin", "cos") and x.dtype.kind == "f":
+        # Compiled sin/cos are accurate for |x| < 1e9 (docs/math-accuracy.md); no Payne-Hanek reduction yet.
+        with quiet():
+            x = np.where(np.isfinite(x) & (np.abs(x) >= 1e9), x.dtype.type(0), x)
     xv = var("x", dtype, shape if known else (None,) * len(shape))
     with quiet():
         expected = np.asarray(np_fn(x))

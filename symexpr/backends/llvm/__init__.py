@@ -9,6 +9,7 @@ metadata (see :mod:`symexpr.backends.llvm.cache`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 
@@ -142,12 +143,16 @@ def _version():
 
 
 def _cache():
-    try:
-        from symexpr.backends.llvm.cache import CompileCache, cache_enabled
-    except ImportError:  # pragma: no cover  (cache module being written)
-        return None
+    from symexpr.backends.llvm.cache import cache_enabled, default_cache_dir
 
-    return CompileCache() if cache_enabled() else None
+    return _shared_cache(str(default_cache_dir())) if cache_enabled() else None
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_cache(directory):
+    from symexpr.backends.llvm.cache import CompileCache
+
+    return CompileCache(directory)
 
 
 class LLVMFunction:

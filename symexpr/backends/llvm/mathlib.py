@@ -1,295 +1,583 @@
-"""Vectorisable math functions emitted as LLVM IR.
+"""Inline, branch-free math functions for the LLVM backend.
 
-Each function is straight-line scalar IR (fma, selects, bit operations), so
-the loop vectoriser turns a kernel's loop into SIMD code. NaN, the
-infinities and signed zeros follow NumPy. The measured maximum errors are in
-``MAX_ULP`` and in docs/math-accuracy.md.
+:func:`emit_math` emits one scalar math function as straight-line IR: floating
+arithmetic, ``fcmp`` + ``select``, integer bit manipulation of the
+representation, and a few LLVM intrinsics that lower to single vector
+instructions on x86 (``llvm.fma``, ``llvm.fabs``, ``llvm.floor``,
+``llvm.rint``, ``llvm.copysign``).  There are no calls into libm, no branches,
+loops or PHIs, and no fast-math flags, so a scalar loop over ``f(in[i])`` is
+vectorised by LLVM's loop vectoriser (AVX-512 on hosts that have it) and keeps
+NumPy's NaN / infinity / signed-zero semantics.
 
-Two exceptions still call the C library (scalar, not vectorised): ``pow``
-for both dtypes and ``erf`` for float64.
+Algorithms (``T`` is the working type; float32 works natively in float32
+except ``pow``, which works in float64 and rounds once at the end):
+
+``exp``
+    ``x = n*ln2 + r`` (Cody-Waite, two-part ln2 with ``fma``; for float64 ``r``
+    is kept as a double-word), ``|r| <= ln2/2``, ``expm1(r)`` by a minimax
+    polynomial, result ``fma(p, 2^n1, 2^n1) * 2^n2`` with ``n = n1 + n2`` so
+    that results near the overflow threshold and subnormal results are formed
+    with a single rounding.
+``expm1``
+    the same reduction, ``2^n*p + (2^n - 1)`` in one ``fma``.
+``log``, ``log1p``
+    ``x = 2^k*m``, ``m`` in ``[sqrt(1/2), sqrt(2))``, ``f = m - 1``;
+    ``log1p(f)`` by a polynomial in ``f`` (float32) or in ``s = f/(2+f)``
+    (float64).  ``log1p`` adds the rounding error of ``1 + x`` back into ``f``.
+``sin``, ``cos``
+    ``q = rint(x*2/pi)``, ``r = x - q*pi/2`` with a three-part ``pi/2`` and
+    ``fma`` (Cody-Waite), minimax polynomials for ``sin`` and ``cos`` on
+    ``[-pi/4, pi/4]``, quadrant by ``select`` and a sign flip.  Accurate for
+    ``|x| <= TRIG_ACCURATE_RANGE``; beyond, results are finite and in [-1, 1]
+    but not accurate (no Payne-Hanek reduction).
+``tanh``
+    ``t = expm1(2|x|)``, ``copysign(t/(t+2), x)``: relative accuracy near 0.
+``sigmoid``
+    ``e = exp(-|x|)``; ``1/(1+e)`` for ``x >= 0`` and ``e/(1+e)`` for
+    ``x < 0``, so large ``|x|`` give 1 or (subnormal) ``exp(x)``, never NaN.
+``erf``
+    ``|x| < 1``: ``x*P(x^2)``; ``1 <= |x|``: ``1 - exp(-x^2)*H(|x|)`` with a
+    minimax ``H ~ erfc(x)*exp(x^2)`` on ``[1, 4]`` (float32) / ``[1, 6]``
+    (float64), where erf has saturated to 1.
+``pow``
+    ``exp(y*log|x|)``; float64 computes ``log|x|`` and ``y*log|x|`` as
+    double-words; the C99 Annex F special cases are applied by ``select``.
+
+All polynomial coefficients are minimax fits (Remez exchange, mpmath at 50
+digits) rounded to the working type; the measured accuracy is in
+``docs/math-accuracy.md`` and :data:`MAX_ULP`.
 """
 
 from __future__ import annotations
 
-import math
-
 from llvmlite import ir
 
-F32 = ir.FloatType()
-F64 = ir.DoubleType()
-I32 = ir.IntType(32)
-I64 = ir.IntType(64)
+__all__ = ["MATH_FUNCTIONS", "MAX_ULP", "TRIG_ACCURATE_RANGE", "emit_math"]
 
-MATH_FUNCTIONS = frozenset({"exp", "log", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid", "erf", "pow"})
+MATH_FUNCTIONS: frozenset[str] = frozenset(
+    {"exp", "log", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid", "erf", "pow"}
+)
 
-#: Measured maximum error in ulp against a float64 (float32) or long double (float64) reference,
-#: over the ranges in docs/math-accuracy.md, by (function, dtype).
-MAX_ULP = {
-    ("exp", "float32"): 1, ("exp", "float64"): 1,
-    ("log", "float32"): 1, ("log", "float64"): 1,
-    ("log1p", "float32"): 3, ("log1p", "float64"): 2,
-    ("expm1", "float32"): 2, ("expm1", "float64"): 2,
-    ("sin", "float32"): 2, ("sin", "float64"): 2,
-    ("cos", "float32"): 2, ("cos", "float64"): 2,
-    ("tanh", "float32"): 3, ("tanh", "float64"): 3,
-    ("sigmoid", "float32"): 3, ("sigmoid", "float64"): 2,
-    ("erf", "float32"): 1, ("erf", "float64"): 1,
+#: Maximum error in ulp (see docs/math-accuracy.md for the definition and the
+#: input ranges), as asserted by tests/backends/llvm/test_mathlib.py.
+MAX_ULP: dict[tuple[str, str], float] = {
+    ("exp", "float32"): 2.0,
+    ("exp", "float64"): 2.0,
+    ("log", "float32"): 2.0,
+    ("log", "float64"): 2.0,
+    ("log1p", "float32"): 2.0,
+    ("log1p", "float64"): 2.0,
+    ("expm1", "float32"): 2.0,
+    ("expm1", "float64"): 2.0,
+    ("sin", "float32"): 2.0,
+    ("sin", "float64"): 2.0,
+    ("cos", "float32"): 2.0,
+    ("cos", "float64"): 2.0,
+    ("tanh", "float32"): 3.0,
+    ("tanh", "float64"): 3.0,
+    ("sigmoid", "float32"): 3.0,
+    ("sigmoid", "float64"): 3.0,
+    ("erf", "float32"): 2.0,
+    ("erf", "float64"): 2.0,
+    ("pow", "float32"): 1.0,
+    ("pow", "float64"): 2.0,
+}
+
+#: ``|x|`` up to which sin and cos meet :data:`MAX_ULP`.
+TRIG_ACCURATE_RANGE: dict[str, float] = {"float32": 1e5, "float64": 1e9}
+
+# --------------------------------------------------------------------------------------
+# Coefficients (minimax, rounded to the working type; lowest degree first)
+# --------------------------------------------------------------------------------------
+
+# expm1(r) = r + r^2 * P(r),  |r| <= ln2/2
+_EXPM1_P = {
+    "float32": (0.4999999701976776, 0.16666537523269653, 0.041667740792036057, 0.008367318660020828,
+                0.00138378597330302),
+    "float64": (0.5, 0.16666666666666677, 0.041666666666666685, 0.008333333333321829, 0.001388888888889632,
+                0.0001984126988637097, 2.4801587253612667e-05, 2.7557243028461457e-06, 2.755737421768411e-07,
+                2.5109735601705957e-08, 2.0873509291429847e-09),
+}
+# float32: log1p(f) = f - f^2/2 + f^3 * P(f),  f in [sqrt(1/2)-1, sqrt(2)-1]
+_LOG1P_F32 = (0.3333333134651184, -0.2500082552433014, 0.20001235604286194, -0.1662314385175705,
+              0.14201366901397705, -0.13162003457546234, 0.12765437364578247, -0.07634401321411133)
+# float64: log1p(f) = 2s + s^3 * Q(s^2),  s = f/(2+f)
+_LOG_S_F64 = (0.6666666666666735, 0.39999999999409136, 0.2857142874377956, 0.2222219841503737,
+              0.18183573297992528, 0.1531380266908546, 0.14798605537439913)
+# float64 double-word log: log1p(f) = 2s + 2s^3/3 + s^5 * Q5(s^2)
+_LOG_S5_F64 = (0.3999999999977871, 0.28571428672796495, 0.2222220491836011, 0.1818326506148614,
+               0.15321101134101003, 0.14730291625072808)
+# sin(r) = r + r^3 * S(r^2),  cos(r) = 1 - r^2/2 + r^4 * C(r^2),  |r| <= pi/4
+_SIN_S = {
+    "float32": (-0.1666666716337204, 0.008333379402756691, -0.00019853064441122115, 2.8325100629444933e-06),
+    "float64": (-0.1666666666666663, 0.00833333333332184, -0.00019841269829358533, 2.7557313538517965e-06,
+                -2.5050734390068044e-08, 1.5895433345763761e-10),
+}
+_COS_C = {
+    "float32": (0.0416666679084301, -0.0013888980029150844, 2.482200761733111e-05, -2.8878449143121543e-07),
+    "float64": (0.041666666666666595, -0.0013888888888873307, 2.4801587288965223e-05, -2.755731420307571e-07,
+                2.0875703138873092e-09, -1.135861696344045e-11),
+}
+# erf(x) = x * (C0 + P(x^2)),  |x| <= 1;  C0 = 2/sqrt(pi) rounded, P(0) = its rounding error
+_ERF_SMALL = {
+    "float32": (1.128379225730896,
+                (-6.00041545339991e-08, -0.3761262595653534, 0.11283586174249649, -0.026853837072849274,
+                 0.005188347771763802, -0.0008010162855498493, 7.853153510950506e-05)),
+    "float64": (1.1283791670955126,
+                (7.094139045322057e-18, -0.3761263890318352, 0.11283791670944285, -0.026866170643129166,
+                 0.005223977606260632, -0.0008548325935748624, 0.00012055293756605253, -1.4924715519821801e-05,
+                 1.6447168638372762e-06, -1.6206579581568184e-07, 1.3712060823404219e-08,
+                 -7.781370235075101e-10)),
+}
+# erfc(x) = exp(-x^2) * H(x - centre),  1 <= x <= clamp
+_ERFC_H = {
+    "float32": (2.5, 4.0,
+                (0.21080760657787323, -0.07434218376874924, 0.024914605543017387, -0.00813233945518732,
+                 0.0023024005349725485, -0.0006611145799979568, 0.0005434153717942536, 0.0002251299301860854,
+                 0.00010685797315090895)),
+    "float64": (3.5, 6.0,
+                (0.1552936556091711, -0.0413235778274915, 0.010661133208241472, -0.0026730745276328945,
+                 0.0006526858262584417, -0.00015546956299012244, 3.618272629526149e-05, -8.23404353496799e-06,
+                 1.8409429803247574e-06, -4.0332153596260127e-07, 7.958403025247664e-08, -2.3698802230251212e-08,
+                 3.4331305205592907e-09, 2.1282021106540656e-09, 2.56335138680774e-09, 6.691712434359146e-10,
+                 -1.916847984322605e-10, -2.636716169859915e-10, -1.1238881661040717e-10, -2.6813750368044474e-11,
+                 -3.554909444003406e-12, -2.141059706533266e-13)),
+}
+
+# Constants per type.
+_K = {
+    "float32": dict(
+        log2e=1.4426950216293335, ln2_hi=0.6931471824645996, ln2_lo=-1.9046542121259336e-09,
+        ln2_hi_short=0.693359375, ln2_lo_short=-2.12194440e-4,
+        two_over_pi=0.6366197466850281,
+        pio2=(1.5707963705062866, -4.371138828673793e-08, -1.7151245100058819e-15),
+        exp_hi=89.0, exp_lo=-104.0, expm1_lo=-30.0, tanh_clamp=10.0,
+    ),
+    "float64": dict(
+        log2e=1.4426950408889634, ln2_hi=0.6931471805599453, ln2_lo=2.3190468138462996e-17,
+        ln2_hi_short=0.6931471803691238, ln2_lo_short=1.9082149292705877e-10,
+        two_over_pi=0.6366197723675814,
+        pio2=(1.5707963267948966, 6.123233995736766e-17, -1.4973849048591698e-33),
+        exp_hi=710.0, exp_lo=-746.0, expm1_lo=-40.0, tanh_clamp=20.0,
+    ),
 }
 
 
-def _intr(b, name, ty, args):
-    suffix = "f32" if ty == F32 else "f64"
-    full = f"llvm.{name}.{suffix}"
-    fn = b.module.globals.get(full)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(ty, [ty] * len(args)), full)
-    return b.call(fn, args)
+# --------------------------------------------------------------------------------------
+# A tiny IR-emission helper bound to one builder and one float type
+# --------------------------------------------------------------------------------------
 
 
-def _extern(b, name, ty, nargs):
-    fn = b.module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(b.module, ir.FunctionType(ty, [ty] * nargs), name)
-    return fn
+class _Emitter:
+    def __init__(self, builder: ir.IRBuilder, ty):
+        self.b = builder
+        self.ty = ty
+        self.f64 = isinstance(ty, ir.DoubleType)
+        self.dtype = "float64" if self.f64 else "float32"
+        self.ity = ir.IntType(64 if self.f64 else 32)
+        self.mant = 52 if self.f64 else 23
+        self.bias = 1023 if self.f64 else 127
+        self.k = _K[self.dtype]
 
-
-class _M:
-    """Small helpers bound to a builder and a float type."""
-
-    def __init__(self, b, ty):
-        self.b, self.ty = b, ty
-        self.f64 = ty == F64
-        self.ity = I64 if self.f64 else I32
-
+    # constants
     def c(self, v):
         return ir.Constant(self.ty, float(v))
 
-    def fma(self, a, x, c):
-        return _intr(self.b, "fma", self.ty, [a, x, c])
+    def i(self, v):
+        return ir.Constant(self.ity, int(v))
 
-    def poly(self, x, coeffs):
-        """sum coeffs[i] * x**i by Horner with fma."""
+    # arithmetic
+    def add(self, a, b):
+        return self.b.fadd(a, b)
+
+    def sub(self, a, b):
+        return self.b.fsub(a, b)
+
+    def mul(self, a, b):
+        return self.b.fmul(a, b)
+
+    def div(self, a, b):
+        return self.b.fdiv(a, b)
+
+    def _intrinsic(self, name, args):
+        module = self.b.module
+        full = f"llvm.{name}.{'f64' if self.f64 else 'f32'}"
+        fn = module.globals.get(full)
+        if fn is None:
+            fn = ir.Function(module, ir.FunctionType(self.ty, [self.ty] * len(args)), full)
+        return self.b.call(fn, list(args))
+
+    def fma(self, a, b, c):
+        return self._intrinsic("fma", [a, b, c])
+
+    def fabs(self, a):
+        return self._intrinsic("fabs", [a])
+
+    def floor(self, a):
+        return self._intrinsic("floor", [a])
+
+    def rint(self, a):
+        return self._intrinsic("rint", [a])
+
+    def copysign(self, mag, sign):
+        return self._intrinsic("copysign", [mag, sign])
+
+    def horner(self, x, coeffs):
         acc = self.c(coeffs[-1])
-        for k in reversed(coeffs[:-1]):
-            acc = self.fma(acc, x, self.c(k))
+        for cf in reversed(coeffs[:-1]):
+            acc = self.fma(acc, x, self.c(cf))
         return acc
 
-    def rint(self, x):
-        return _intr(self.b, "rint", self.ty, [x])
+    # comparisons (ordered: false when either side is NaN)
+    def lt(self, a, b):
+        return self.b.fcmp_ordered("<", a, b)
 
-    def fabs(self, x):
-        return _intr(self.b, "fabs", self.ty, [x])
+    def gt(self, a, b):
+        return self.b.fcmp_ordered(">", a, b)
 
-    def copysign(self, x, s):
-        return _intr(self.b, "copysign", self.ty, [x, s])
+    def eq(self, a, b):
+        return self.b.fcmp_ordered("==", a, b)
 
-    def isnan(self, x):
-        return self.b.fcmp_unordered("uno", x, x)
+    def ne(self, a, b):
+        return self.b.fcmp_ordered("!=", a, b)
 
-    def lt(self, a, v):
-        return self.b.fcmp_ordered("<", a, self.c(v) if isinstance(v, (int, float)) else v)
-
-    def gt(self, a, v):
-        return self.b.fcmp_ordered(">", a, self.c(v) if isinstance(v, (int, float)) else v)
+    def isnan(self, a, b=None):
+        return self.b.fcmp_unordered("uno", a, a if b is None else b)
 
     def sel(self, cond, a, b):
         return self.b.select(cond, a, b)
 
-    def pow2i(self, n_int):
-        """2**n as a float for an integer n in the normal exponent range."""
-        b = self.b
-        bias, shift = (1023, 52) if self.f64 else (127, 23)
-        bits = b.shl(b.add(n_int, ir.Constant(self.ity, bias)), ir.Constant(self.ity, shift))
-        return b.bitcast(bits, self.ty)
+    def clamp_hi(self, x, hi):
+        """``min(x, hi)`` keeping NaN."""
+        return self.sel(self.gt(x, self.c(hi)), self.c(hi), x)
+
+    def clamp_lo(self, x, lo):
+        return self.sel(self.lt(x, self.c(lo)), self.c(lo), x)
+
+    # representation
+    def bits(self, x):
+        return self.b.bitcast(x, self.ity)
+
+    def from_bits(self, i):
+        return self.b.bitcast(i, self.ty)
+
+    def pow2(self, n):
+        """``2.0**n`` for an integer ``n`` in the normal exponent range."""
+        return self.from_bits(self.b.shl(self.b.add(n, self.i(self.bias)), self.i(self.mant)))
+
+    def two_sum(self, a, b):
+        s = self.add(a, b)
+        bb = self.sub(s, a)
+        err = self.add(self.sub(a, self.sub(s, bb)), self.sub(b, bb))
+        return s, err
+
+    def fast_two_sum(self, a, b):
+        """``a + b`` as a double-word; needs ``|a| >= |b|`` (or ``a == 0``)."""
+        s = self.add(a, b)
+        return s, self.sub(b, self.sub(s, a))
 
 
-# -- exp ---------------------------------------------------------------------------
-_EXP_TAYLOR_32 = [1.0 / math.factorial(k) for k in range(8)]
-_EXP_TAYLOR_64 = [1.0 / math.factorial(k) for k in range(14)]
+# --------------------------------------------------------------------------------------
+# exp / expm1 cores
+# --------------------------------------------------------------------------------------
 
 
-def _exp(m: _M, x):
-    b = m.b
-    if m.f64:
-        hi, lo, limit_hi, limit_lo = 0.6931471805599453, 2.3190468138462996e-17, 709.8, -745.2
-        ln2_hi, ln2_lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
-        coeffs = _EXP_TAYLOR_64
-    else:
-        limit_hi, limit_lo = 88.8, -104.0
-        ln2_hi, ln2_lo = 0.693145751953125, 1.428606765330187e-06
-        coeffs = _EXP_TAYLOR_32
-    xc = m.sel(m.gt(x, limit_hi), m.c(limit_hi), m.sel(m.lt(x, limit_lo), m.c(limit_lo), x))
-    n = m.rint(b.fmul(xc, m.c(1.4426950408889634)))
-    r = m.fma(n, m.c(-ln2_hi), xc)
-    r = m.fma(n, m.c(-ln2_lo), r)
-    p = m.poly(r, coeffs)
-    ni = b.fptosi(n, m.ity)
-    half = b.ashr(ni, ir.Constant(m.ity, 1))
-    rest = b.sub(ni, half)
-    y = b.fmul(b.fmul(p, m.pow2i(half)), m.pow2i(rest))
-    y = m.sel(m.gt(x, limit_hi), m.c(float("inf")), y)
-    y = m.sel(m.lt(x, limit_lo), m.c(0.0), y)
-    return m.sel(m.isnan(x), x, y)
+def _exp_reduce(m: _Emitter, x, x_lo=None):
+    """``x (+ x_lo) = n*ln2 + r``: returns ``(r, r_lo, n_int)``; ``|x| < 2^(mant-1)`` or NaN.
 
-
-# -- log ---------------------------------------------------------------------------
-def _log_parts(m: _M, x):
-    """``(k, f)`` with ``x = 2**k * (1 + f)`` and ``1 + f`` in [sqrt(1/2), sqrt(2)) (positive normal or subnormal x)."""
-    b = m.b
-    if m.f64:
-        mant_bits, bias, mask, tiny, scale_k = 52, 1023, (1 << 52) - 1, 2.2250738585072014e-308, 54
-    else:
-        mant_bits, bias, mask, tiny, scale_k = 23, 127, (1 << 23) - 1, 1.1754943508222875e-38, 25
-    sub = m.lt(x, tiny)
-    xs = m.sel(sub, b.fmul(x, m.c(2.0**scale_k)), x)
-    bits = b.bitcast(xs, m.ity)
-    e = b.sub(b.lshr(bits, ir.Constant(m.ity, mant_bits)), ir.Constant(m.ity, bias))
-    mant = b.or_(b.and_(bits, ir.Constant(m.ity, mask)), ir.Constant(m.ity, bias << mant_bits))
-    mf = b.bitcast(mant, m.ty)  # in [1, 2)
-    big = m.gt(mf, 1.4142135623730951)
-    mf = m.sel(big, b.fmul(mf, m.c(0.5)), mf)
-    e = b.add(e, b.zext(big, m.ity))
-    e = b.sub(e, b.select(sub, ir.Constant(m.ity, scale_k), ir.Constant(m.ity, 0)))
-    return b.sitofp(e, m.ty), b.fsub(mf, m.c(1.0))
-
-
-def _log1p_core(m: _M, f):
-    """log(1 + f) for f in [sqrt(1/2) - 1, sqrt(2) - 1]: 2 atanh(s), s = f / (2 + f)."""
-    b = m.b
-    s = b.fdiv(f, b.fadd(m.c(2.0), f))
-    s2 = b.fmul(s, s)
-    n_terms = 12 if m.f64 else 6
-    coeffs = [1.0 / (2 * k + 1) for k in range(n_terms)]
-    # log(1+f) = f - f*f/2 + s*(f*f/2 + R) keeps the leading terms exact.
-    hf = b.fmul(m.c(0.5), b.fmul(f, f))
-    r = b.fmul(s2, m.poly(s2, [2.0 * c for c in coeffs[1:]] or [0.0]))  # 2(s2/3 + s2^2/5 + ...)
-    return b.fsub(f, b.fsub(hf, b.fmul(s, b.fadd(hf, r))))
-
-
-def _log(m: _M, x):
-    b = m.b
-    k, f = _log_parts(m, x)
-    ln2_hi, ln2_lo = (6.93147180369123816490e-01, 1.90821492927058770002e-10) if m.f64 else (0.693145751953125, 1.428606765330187e-06)
-    y = b.fadd(m.fma(k, m.c(ln2_lo), _log1p_core(m, f)), b.fmul(k, m.c(ln2_hi)))
-    y = m.sel(b.fcmp_ordered("==", x, m.c(0.0)), m.c(float("-inf")), y)
-    y = m.sel(m.lt(x, 0.0), m.c(float("nan")), y)
-    y = m.sel(b.fcmp_ordered("==", x, m.c(float("inf"))), x, y)
-    return m.sel(m.isnan(x), x, y)
-
-
-def _log1p(m: _M, x):
-    b = m.b
-    u = b.fadd(m.c(1.0), x)
-    d = b.fsub(u, m.c(1.0))
-    lu = _log(m, u)
-    # log(u) * x / (u - 1) corrects the rounding of 1 + x.
-    y = b.fmul(lu, b.fdiv(x, d))
-    y = m.sel(b.fcmp_ordered("==", d, m.c(0.0)), x, y)
-    y = m.sel(b.fcmp_ordered("==", x, m.c(float("inf"))), x, y)
-    y = m.sel(b.fcmp_ordered("==", u, m.c(0.0)), m.c(float("-inf")), y)
-    y = m.sel(m.lt(u, 0.0), m.c(float("nan")), y)
-    return m.sel(m.isnan(x), x, y)
-
-
-def _expm1(m: _M, x):
-    b = m.b
-    n = 18 if m.f64 else 10
-    small = m.poly(x, [1.0 / math.factorial(k + 1) for k in range(n)])
-    near = b.fmul(x, small)
-    far = b.fsub(_exp(m, x), m.c(1.0))
-    return m.sel(m.lt(m.fabs(x), 0.5), near, far)
-
-
-# -- sin / cos ----------------------------------------------------------------------------
-_SIN_64 = [(-1) ** k / math.factorial(2 * k + 1) for k in range(10)]
-_COS_64 = [(-1) ** k / math.factorial(2 * k) for k in range(11)]
-_SIN_32 = [(-1) ** k / math.factorial(2 * k + 1) for k in range(6)]
-_COS_32 = [(-1) ** k / math.factorial(2 * k) for k in range(7)]
-
-
-def _reduce_half_pi(m: _M, x):
-    """``(r, q)`` with ``x = q * pi/2 + r``, ``|r| <= pi/4`` (float64 reduction, also for float32)."""
-    b = m.b
-    xd = b.fpext(x, F64) if not m.f64 else x
-    d = _M(b, F64)
-    n = d.rint(b.fmul(xd, d.c(0.6366197723675814)))
-    # pi/2 split into three doubles; each fma computes n * part exactly before rounding once.
-    r = d.fma(n, d.c(-1.5707963267948966), xd)
-    r = d.fma(n, d.c(-6.123233995736766e-17), r)
-    r = d.fma(n, d.c(1.4973849048591698e-33), r)
-    q = b.fptosi(d.sel(d.lt(d.fabs(n), 9.0e18), n, d.c(0.0)), I64)
-    # Beyond this the three-part constant no longer reduces exactly: keep the result bounded.
-    r = d.sel(d.lt(d.fabs(xd), 1.0e15), r, d.c(0.0))
+    For float64 ``r + r_lo`` is a double-word (``x - n*ln2_hi`` is exact with
+    ``fma``); for float32 ``r_lo`` is None.
+    """
+    k = m.k
+    shifter = 1.5 * 2.0**m.mant
+    t = m.fma(x, m.c(k["log2e"]), m.c(shifter))
+    nf = m.sub(t, m.c(shifter))
+    n = m.b.sub(m.bits(t), m.bits(m.c(shifter)))
+    r = m.fma(nf, m.c(-k["ln2_hi"]), x)
     if not m.f64:
-        r = b.fptrunc(r, F32)
-    return r, q
+        return m.fma(nf, m.c(-k["ln2_lo"]), r), None, n
+    delta = m.mul(nf, m.c(-k["ln2_lo"]))
+    if x_lo is not None:
+        delta = m.add(delta, x_lo)
+    rr, rr_lo = m.fast_two_sum(r, delta)
+    return rr, rr_lo, n
 
 
-def _sincos(m: _M, x, want_cos: bool):
-    b = m.b
-    r, q = _reduce_half_pi(m, x)
-    r2 = b.fmul(r, r)
-    s = b.fmul(r, m.poly(r2, _SIN_64 if m.f64 else _SIN_32))
-    c = m.poly(r2, _COS_64 if m.f64 else _COS_32)
-    if want_cos:
-        q = b.add(q, ir.Constant(I64, 1))
-    swap = b.trunc(b.and_(q, ir.Constant(I64, 1)), ir.IntType(1))
-    negate = b.trunc(b.lshr(b.and_(q, ir.Constant(I64, 2)), ir.Constant(I64, 1)), ir.IntType(1))
-    y = m.sel(swap, c, s)
-    y = m.sel(negate, b.fneg(y), y)
-    return m.sel(b.fcmp_ordered("==", m.fabs(x), m.c(float("inf"))), m.c(float("nan")), m.sel(m.isnan(x), x, y))
+def _expm1_poly(m: _Emitter, r, r_lo=None):
+    """``exp(r + r_lo) - 1`` for ``|r| <= ln2/2``."""
+    r2 = m.mul(r, r)
+    p = m.fma(r2, m.horner(r, _EXPM1_P[m.dtype]), r)
+    if r_lo is not None:
+        # (1 + p) * (1 + r_lo) - 1 = p + r_lo * (1 + p)
+        p = m.add(p, m.fma(r_lo, p, r_lo))
+    return p
 
 
-# -- tanh, sigmoid --------------------------------------------------------------------------
-def _tanh(m: _M, x):
-    b = m.b
+def _exp_core(m: _Emitter, x, x_lo=None, wide=True):
+    """``exp(x + x_lo)``; ``wide``: x may reach the overflow/subnormal ranges (clamped here)."""
+    if wide:
+        hi_ovf = m.gt(x, m.c(m.k["exp_hi"]))
+        lo_unf = m.lt(x, m.c(m.k["exp_lo"]))
+        x = m.sel(hi_ovf, m.c(m.k["exp_hi"]), m.sel(lo_unf, m.c(m.k["exp_lo"]), x))
+        if x_lo is not None:
+            x_lo = m.sel(m.b.or_(hi_ovf, lo_unf), m.c(0.0), x_lo)
+    r, r_lo, n = _exp_reduce(m, x, x_lo)
+    p = _expm1_poly(m, r, r_lo)
+    if not wide:
+        s = m.pow2(n)
+        return m.fma(p, s, s)
+    # 2^n as 2^n1 * 2^n2 so both factors are normal; the second product rounds once
+    n1 = m.b.ashr(n, m.i(1))
+    n2 = m.b.sub(n, n1)
+    s1 = m.pow2(n1)
+    return m.mul(m.fma(p, s1, s1), m.pow2(n2))
+
+
+def _expm1_core(m: _Emitter, x):
+    """``expm1(x)`` for ``expm1_lo <= x <= exp_hi`` (or NaN); sign of zero not kept."""
+    r, r_lo, n = _exp_reduce(m, x)
+    p = _expm1_poly(m, r, r_lo)
+    # 2^n*(1+p) - 1 = fma(2^n, p, 2^n - 1), with 2^n split when n = bias + 1
+    nc = m.sel(m.b.icmp_signed(">", n, m.i(m.bias)), m.i(m.bias), n)
+    s = m.pow2(nc)
+    res = m.fma(s, p, m.sub(s, m.c(1.0)))
+    return m.mul(res, m.pow2(m.b.sub(n, nc)))
+
+
+def _exp(m, x):
+    return _exp_core(m, x)
+
+
+def _expm1(m, x):
+    xc = m.clamp_lo(m.clamp_hi(x, m.k["exp_hi"]), m.k["expm1_lo"])
+    res = _expm1_core(m, xc)
+    return m.sel(m.eq(x, m.c(0.0)), x, res)  # expm1(-0.0) = -0.0
+
+
+# --------------------------------------------------------------------------------------
+# log / log1p
+# --------------------------------------------------------------------------------------
+
+
+def _log_reduce(m: _Emitter, u, subnormal=True):
+    """``u = 2^k * m`` with ``m`` in ``[sqrt(1/2), sqrt(2))``: returns ``(k as float, f = m - 1, k int)``."""
+    scale_bits = m.mant + 2
+    tiny = None
+    if subnormal:
+        tiny = m.lt(u, m.from_bits(m.i(1 << m.mant)))  # below the smallest normal
+        u = m.sel(tiny, m.mul(u, m.c(2.0**scale_bits)), u)
+    sqrt_half_bits = 0x3FE6A09E667F3BCD if m.f64 else 0x3F3504F3
+    one_bits = 0x3FF0000000000000 if m.f64 else 0x3F800000
+    ix = m.b.add(m.bits(u), m.i(one_bits - sqrt_half_bits))
+    k = m.b.sub(m.b.ashr(ix, m.i(m.mant)), m.i(m.bias))
+    if subnormal:
+        k = m.b.sub(k, m.b.select(tiny, m.i(scale_bits), m.i(0)))
+    mbits = m.b.add(m.b.and_(ix, m.i((1 << m.mant) - 1)), m.i(sqrt_half_bits))
+    f = m.sub(m.from_bits(mbits), m.c(1.0))
+    return m.b.sitofp(k, m.ty), f, k
+
+
+def _log1p_kernel(m: _Emitter, kf, f):
+    """``k*ln2 + log1p(f)`` for ``f`` in about ``[sqrt(1/2)-1, sqrt(2)-1]``."""
+    k = m.k
+    lo_k = m.mul(kf, m.c(k["ln2_lo_short"]))
+    if not m.f64:
+        f2 = m.mul(f, f)
+        t = m.fma(f, m.horner(f, _LOG1P_F32), m.c(-0.5))
+        lo = m.fma(f2, t, lo_k)
+        return m.fma(kf, m.c(k["ln2_hi_short"]), m.add(f, lo))
+    # fdlibm's form: log1p(f) = f - (hfsq - s*(hfsq + R)),  R = z*Q(z), z = s^2
+    s = m.div(f, m.add(m.c(2.0), f))
+    z = m.mul(s, s)
+    r = m.mul(z, m.horner(z, _LOG_S_F64))
+    hfsq = m.mul(m.mul(m.c(0.5), f), f)
+    inner = m.sub(hfsq, m.fma(s, m.add(hfsq, r), lo_k))
+    return m.fma(kf, m.c(k["ln2_hi_short"]), m.sub(f, inner))
+
+
+def _log(m, x):
+    valid = m.b.and_(m.gt(x, m.c(0.0)), m.lt(x, m.c(float("inf"))))
+    u = m.sel(valid, x, m.c(1.0))
+    kf, f, _ = _log_reduce(m, u)
+    res = _log1p_kernel(m, kf, f)
+    # x == 0 -> -inf; x == +inf -> +inf; x < 0 or NaN -> NaN
+    special = m.sel(m.eq(x, m.c(0.0)), m.c(float("-inf")), m.sel(m.gt(x, m.c(0.0)), x, m.c(float("nan"))))
+    return m.sel(valid, res, special)
+
+
+def _log1p(m, x):
+    valid = m.b.and_(m.gt(x, m.c(-1.0)), m.lt(x, m.c(float("inf"))))
+    xs = m.sel(valid, x, m.c(0.0))
+    u, err = m.two_sum(m.c(1.0), xs)  # u + err == 1 + x exactly; u >= 2^-mant
+    kf, f, k = _log_reduce(m, u, subnormal=False)
+    # f + err/2^k: the rounding error of 1 + x, in m's scale (negligible once k is large)
+    kc = m.sel(m.b.icmp_signed(">", k, m.i(m.mant + 4)), m.i(m.mant + 4), k)
+    f = m.fma(err, m.pow2(m.b.sub(m.i(0), kc)), f)
+    res = _log1p_kernel(m, kf, f)
+    special = m.sel(m.eq(x, m.c(-1.0)), m.c(float("-inf")), m.sel(m.gt(x, m.c(0.0)), x, m.c(float("nan"))))
+    res = m.sel(valid, res, special)
+    return m.sel(m.eq(x, m.c(0.0)), x, res)  # log1p(-0.0) = -0.0
+
+
+# --------------------------------------------------------------------------------------
+# sin / cos
+# --------------------------------------------------------------------------------------
+
+
+def _sincos(m: _Emitter, x, is_cos):
+    k = m.k
+    finite = m.lt(m.fabs(x), m.c(float("inf")))
+    xs = m.sel(finite, x, m.c(0.0))
+    q = m.rint(m.mul(xs, m.c(k["two_over_pi"])))
+    c1, c2, c3 = k["pio2"]
+    r = m.fma(q, m.c(-c1), xs)
+    r = m.fma(q, m.c(-c2), r)
+    r = m.fma(q, m.c(-c3), r)
+    # only out of the accurate range can |r| exceed pi/4 noticeably: keep the polynomials bounded
+    bound = 0.7854
+    r = m.clamp_lo(m.clamp_hi(r, bound), -bound)
+    # quadrant q mod 4 (exact in floating point for any q), as an integer 0..3
+    qm = m.fma(m.floor(m.mul(q, m.c(0.25))), m.c(-4.0), q)
+    qi = m.b.fptosi(qm, m.ity)
+    if is_cos:
+        qi = m.b.add(qi, m.i(1))
+    r2 = m.mul(r, r)
+    sin_r = m.fma(m.mul(r, r2), m.horner(r2, _SIN_S[m.dtype]), r)
+    cos_r = m.fma(r2, m.fma(r2, m.horner(r2, _COS_C[m.dtype]), m.c(-0.5)), m.c(1.0))
+    odd = m.b.icmp_unsigned("!=", m.b.and_(qi, m.i(1)), m.i(0))
+    v = m.sel(odd, cos_r, sin_r)
+    sign = m.b.shl(m.b.and_(qi, m.i(2)), m.i(m.ity.width - 2))
+    v = m.from_bits(m.b.xor(m.bits(v), sign))
+    v = m.sel(finite, v, m.c(float("nan")))
+    if not is_cos:
+        v = m.sel(m.eq(x, m.c(0.0)), x, v)  # sin(-0.0) = -0.0
+    return v
+
+
+# --------------------------------------------------------------------------------------
+# tanh, sigmoid, erf
+# --------------------------------------------------------------------------------------
+
+
+def _tanh(m, x):
+    ax = m.clamp_hi(m.fabs(x), m.k["tanh_clamp"])
+    t = _expm1_core(m, m.add(ax, ax))
+    return m.copysign(m.div(t, m.add(t, m.c(2.0))), x)
+
+
+def _sigmoid(m, x):
+    e = _exp_core(m, m.sub(m.c(-0.0), m.fabs(x)))
+    num = m.sel(m.lt(x, m.c(0.0)), e, m.c(1.0))
+    return m.div(num, m.add(m.c(1.0), e))
+
+
+def _erf(m, x):
     ax = m.fabs(x)
-    t = _expm1(m, b.fmul(m.c(2.0), ax))
-    y = b.fdiv(t, b.fadd(t, m.c(2.0)))
-    y = m.sel(m.gt(ax, 22.0 if m.f64 else 10.0), m.c(1.0), y)
-    y = m.copysign(y, x)
-    return m.sel(m.isnan(x), x, y)
+    c0, p = _ERF_SMALL[m.dtype]
+    x2 = m.mul(ax, ax)
+    small = m.fma(ax, m.c(c0), m.mul(ax, m.horner(x2, p)))
+    centre, top, h = _ERFC_H[m.dtype]
+    axc = m.clamp_hi(ax, top)
+    e = _exp_core(m, m.mul(m.sub(m.c(-0.0), axc), axc), wide=False)
+    hv = m.horner(m.sub(axc, m.c(centre)), h)
+    big = m.fma(m.sub(m.c(-0.0), e), hv, m.c(1.0))
+    return m.copysign(m.sel(m.lt(ax, m.c(1.0)), small, big), x)
 
 
-def _sigmoid(m: _M, x):
-    # As the reference: e = exp(-|x|) never overflows; 1/(1+e) for x >= 0, e/(1+e) below.
-    b = m.b
-    e = _exp(m, b.fneg(m.fabs(x)))
-    d = b.fadd(m.c(1.0), e)
-    y = m.sel(b.fcmp_ordered(">=", x, m.c(0.0)), b.fdiv(m.c(1.0), d), b.fdiv(e, d))
-    return m.sel(m.isnan(x), x, y)
+# --------------------------------------------------------------------------------------
+# pow
+# --------------------------------------------------------------------------------------
 
 
-# -- erf --------------------------------------------------------------------------------
-_ERF_TAYLOR = [2.0 / math.sqrt(math.pi) * (-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(48)]
+def _log_dd(m: _Emitter, u):
+    """``log(u)`` as a float64 double-word, relative error about 2^-68; ``u`` positive finite."""
+    k = m.k
+    kf, f, _ = _log_reduce(m, u)
+    d, d_lo = m.fast_two_sum(m.c(2.0), f)
+    inv = m.div(m.c(1.0), d)
+    s = m.mul(f, inv)
+    e = m.fma(m.sub(m.c(-0.0), s), d, f)
+    e = m.fma(m.sub(m.c(-0.0), s), d_lo, e)
+    s_lo = m.mul(e, inv)  # s + s_lo = f / (2 + f)
+    # s^2 and s^3 as double-words
+    p = m.mul(s, s)
+    pe = m.fma(s, s, m.sub(m.c(-0.0), p))
+    c3 = m.mul(p, s)
+    c3e = m.fma(p, s, m.sub(m.c(-0.0), c3))
+    c3e = m.fma(pe, s, c3e)
+    c3e = m.fma(m.mul(m.c(3.0), p), s_lo, c3e)  # (s + s_lo)^3 ~ s^3 + 3 s^2 s_lo
+    # (2/3) (c3 + c3e)
+    tt_hi, tt_lo = 0.6666666666666666, 3.700743415417188e-17
+    t_hi = m.mul(c3, m.c(tt_hi))
+    t_lo = m.fma(c3, m.c(tt_hi), m.sub(m.c(-0.0), t_hi))
+    t_lo = m.fma(c3e, m.c(tt_hi), m.fma(c3, m.c(tt_lo), t_lo))
+    # s^5 Q5(s^2), tiny
+    b5 = m.mul(m.mul(c3, p), m.horner(p, _LOG_S5_F64))
+    a_hi = m.add(s, s)
+    h, h_lo = m.fast_two_sum(a_hi, t_hi)
+    lo = m.add(h_lo, m.add(m.add(m.add(s_lo, s_lo), t_lo), b5))
+    # + k*ln2 (k*ln2_hi_short exact)
+    kh = m.mul(kf, m.c(k["ln2_hi_short"]))
+    l_hi, l_lo = m.fast_two_sum(kh, h)
+    l_lo = m.add(l_lo, m.fma(kf, m.c(k["ln2_lo_short"]), lo))
+    return m.fast_two_sum(l_hi, l_lo)
 
 
-def _erf(m: _M, x):
-    b = m.b
+def _pow_core_f64(m: _Emitter, ax, y):
+    """``exp(y * log(ax))`` for float64 ``ax`` positive finite and finite ``y``."""
+    l_hi, l_lo = _log_dd(m, ax)
+    z = m.mul(y, l_hi)
+    z_lo = m.fma(y, l_hi, m.sub(m.c(-0.0), z))
+    z_lo = m.fma(y, l_lo, z_lo)
+    return _exp_core(m, z, z_lo)
+
+
+def _pow_core_f32(m: _Emitter, ax, y):
+    """``exp(y * log(ax))`` in float64 for float32 operands (exact products, ~2^-50 relative)."""
+    kf, f, _ = _log_reduce(m, ax)
+    return _exp_core(m, m.mul(y, _log1p_kernel(m, kf, f)))
+
+
+def _pow_generic(m: _Emitter, x, y, core):
+    inf = m.c(float("inf"))
+    one = m.c(1.0)
+    ax = m.fabs(x)
+    y_finite = m.lt(m.fabs(y), inf)
+    y_int = m.b.and_(m.eq(m.floor(y), y), y_finite)
+    hy = m.mul(y, m.c(0.5))
+    y_odd = m.b.and_(y_int, m.ne(m.floor(hy), hy))
+    x_signbit = m.b.icmp_signed("<", m.bits(x), m.i(0))
+    ok = m.b.and_(m.b.and_(m.gt(ax, m.c(0.0)), m.lt(ax, inf)), y_finite)
+    mag = core(m, m.sel(ok, ax, one), m.sel(ok, y, m.c(0.0)))
+    # |x| in {0, inf} or |y| == inf: 0 or inf by the sign of y*log|x|; 1 when |x| == 1
+    to_inf = m.b.icmp_unsigned("==", m.gt(ax, one), m.gt(y, m.c(0.0)))
+    mag_special = m.sel(m.eq(ax, one), one, m.sel(to_inf, inf, m.c(0.0)))
+    mag = m.sel(ok, mag, mag_special)
+    res = m.sel(m.b.and_(x_signbit, y_odd), m.sub(m.c(-0.0), mag), mag)
+    # finite x < 0 with finite non-integer y, or NaN anywhere -> NaN
+    neg_nonint = m.b.and_(
+        m.b.and_(m.lt(x, m.c(0.0)), m.gt(x, m.c(float("-inf")))),
+        m.b.and_(y_finite, m.b.not_(y_int)),
+    )
+    res = m.sel(m.b.or_(neg_nonint, m.isnan(x, y)), m.c(float("nan")), res)
+    # pow(x, +-0) = 1 and pow(1, y) = 1, even for NaN
+    return m.sel(m.b.or_(m.eq(y, m.c(0.0)), m.eq(x, one)), one, res)
+
+
+def _pow(m, x, y):
     if m.f64:
-        return b.call(_extern(b, "erf", F64, 1), [x])
-    d = _M(b, F64)
-    xd = b.fpext(x, F64)
-    ax = d.fabs(xd)
-    axc = d.sel(d.lt(ax, 3.0), ax, d.c(3.0))
-    series = b.fmul(axc, d.poly(b.fmul(axc, axc), _ERF_TAYLOR))
-    # erfc(x) ~ exp(-x^2) / (x sqrt(pi)) (1 - 1/(2x^2) + 3/(2x^2)^2 - 15/(2x^2)^3 + 105/(2x^2)^4)
-    axt = d.sel(d.lt(ax, 3.0), d.c(3.0), d.sel(d.lt(ax, 10.0), ax, d.c(10.0)))
-    inv = b.fdiv(d.c(1.0), b.fmul(d.c(2.0), b.fmul(axt, axt)))
-    tail = d.poly(inv, [1.0, -1.0, 3.0, -15.0, 105.0, -945.0])
-    erfc = b.fmul(b.fdiv(_exp(d, b.fneg(b.fmul(axt, axt))), b.fmul(axt, d.c(math.sqrt(math.pi)))), tail)
-    y = d.sel(d.lt(ax, 3.0), series, b.fsub(d.c(1.0), erfc))
-    y = d.copysign(y, xd)
-    y = b.fptrunc(y, F32)
-    return m.sel(m.isnan(x), x, y)
+        return _pow_generic(m, x, y, _pow_core_f64)
+    md = _Emitter(m.b, ir.DoubleType())
+    xd = m.b.fpext(x, md.ty)
+    yd = m.b.fpext(y, md.ty)
+    return m.b.fptrunc(_pow_generic(md, xd, yd, _pow_core_f32), m.ty)
 
 
-def _pow(m: _M, x, y):
-    b = m.b
-    return b.call(_extern(b, "pow" if m.f64 else "powf", m.ty, 2), [x, y])
+# --------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------
 
-
-_EMITTERS = {
+_UNARY = {
     "exp": _exp,
     "log": _log,
     "log1p": _log1p,
@@ -299,21 +587,26 @@ _EMITTERS = {
     "tanh": _tanh,
     "sigmoid": _sigmoid,
     "erf": _erf,
-    "pow": _pow,
 }
 
 
-def emit_math(builder: ir.IRBuilder, name: str, args: list) -> ir.Value:
-    """IR computing ``name(*args)`` for float (float32) or double (float64) scalar values.
+def emit_math(builder: ir.IRBuilder, name: str, args: list[ir.Value]) -> ir.Value:
+    """Emit ``name(*args)`` inline at ``builder``'s position and return the result.
 
-    Raises
-    ------
-    ValueError
-        If ``name`` is not one of :data:`MATH_FUNCTIONS`.
+    ``args`` are float32 or float64 scalars of one type (two for ``pow``); the
+    result has the same type.  Raises ValueError for an unknown name, a wrong
+    number of arguments or a non-float type.
     """
-    if name not in _EMITTERS:
-        raise ValueError(f"emit_math: name must be one of {sorted(MATH_FUNCTIONS)}, got {name!r}")
+    if name not in MATH_FUNCTIONS:
+        raise ValueError(f"unknown math function {name!r}; known: {sorted(MATH_FUNCTIONS)}")
+    args = list(args)
+    nargs = 2 if name == "pow" else 1
+    if len(args) != nargs:
+        raise ValueError(f"{name} takes {nargs} argument(s), got {len(args)}")
     ty = args[0].type
-    if ty not in (F32, F64):
-        raise TypeError(f"emit_math: expected float or double operands, got {ty}")
-    return _EMITTERS[name](_M(builder, ty), *args)
+    if not isinstance(ty, (ir.FloatType, ir.DoubleType)) or any(a.type != ty for a in args):
+        raise ValueError(f"{name}: arguments must all be float or all double, got {[str(a.type) for a in args]}")
+    m = _Emitter(builder, ty)
+    if name == "pow":
+        return _pow(m, args[0], args[1])
+    return _UNARY[name](m, args[0])
