@@ -4,13 +4,13 @@
 arithmetic, ``fcmp`` + ``select``, integer bit manipulation of the
 representation, and a few LLVM intrinsics that lower to single vector
 instructions on x86 (``llvm.fma``, ``llvm.fabs``, ``llvm.floor``,
-``llvm.rint``, ``llvm.copysign``).  There are no calls into libm, no branches,
+``llvm.copysign``).  There are no calls into libm, no branches,
 loops or PHIs, and no fast-math flags, so a scalar loop over ``f(in[i])`` is
 vectorised by LLVM's loop vectoriser (AVX-512 on hosts that have it) and keeps
 NumPy's NaN / infinity / signed-zero semantics.
 
-Algorithms (``T`` is the working type; float32 works natively in float32
-except ``pow``, which works in float64 and rounds once at the end):
+Algorithms (float32 works natively in float32 except for the sin/cos argument
+reduction and ``pow``, which work in float64):
 
 ``exp``
     ``x = n*ln2 + r`` (Cody-Waite, two-part ln2 with ``fma``; for float64 ``r``
@@ -19,29 +19,35 @@ except ``pow``, which works in float64 and rounds once at the end):
     that results near the overflow threshold and subnormal results are formed
     with a single rounding.
 ``expm1``
-    the same reduction, ``2^n*p + (2^n - 1)`` in one ``fma``.
+    the same reduction, ``p = expm1(r)`` as a double-word, then
+    ``2^n*p + (2^n - 1)`` by ``fma``.
 ``log``, ``log1p``
-    ``x = 2^k*m``, ``m`` in ``[sqrt(1/2), sqrt(2))``, ``f = m - 1``;
-    ``log1p(f)`` by a polynomial in ``f`` (float32) or in ``s = f/(2+f)``
-    (float64).  ``log1p`` adds the rounding error of ``1 + x`` back into ``f``.
+    ``x = 2^k*m``, ``m`` in ``[sqrt(1/2), sqrt(2))``, ``f = m - 1`` (exact);
+    ``log1p(f)`` by a polynomial in ``f`` (float32) or fdlibm's form in
+    ``s = f/(2+f)`` (float64).  ``log1p`` forms ``u = 1 + x`` and adds the
+    rounding error of that sum back as ``err/u``.
 ``sin``, ``cos``
-    ``q = rint(x*2/pi)``, ``r = x - q*pi/2`` with a three-part ``pi/2`` and
-    ``fma`` (Cody-Waite), minimax polynomials for ``sin`` and ``cos`` on
-    ``[-pi/4, pi/4]``, quadrant by ``select`` and a sign flip.  Accurate for
-    ``|x| <= TRIG_ACCURATE_RANGE``; beyond, results are finite and in [-1, 1]
-    but not accurate (no Payne-Hanek reduction).
+    ``q = rint(x*2/pi)``, ``r = x - q*pi/2`` in float64 with a three-part
+    ``pi/2`` and ``fma`` (Cody-Waite; two parts suffice for float32), minimax
+    polynomials for ``sin`` and ``cos`` on ``[-pi/4, pi/4]``, quadrant by
+    ``select`` and a sign flip.  Accurate for ``|x| < TRIG_ACCURATE_RANGE``;
+    beyond, results are finite and in [-1, 1] but not accurate (no
+    Payne-Hanek reduction).
 ``tanh``
-    ``t = expm1(2|x|)``, ``copysign(t/(t+2), x)``: relative accuracy near 0.
+    ``t = expm1(2|x|)``, ``copysign(t/(t+2), x)`` with one correction step for
+    the roundings of ``t + 2`` and of the quotient: relative accuracy near 0.
 ``sigmoid``
     ``e = exp(-|x|)``; ``1/(1+e)`` for ``x >= 0`` and ``e/(1+e)`` for
-    ``x < 0``, so large ``|x|`` give 1 or (subnormal) ``exp(x)``, never NaN.
+    ``x < 0`` (corrected like tanh), so large ``|x|`` give 1 or the
+    (possibly subnormal) ``exp(x)``, never NaN.
 ``erf``
     ``|x| < 1``: ``x*P(x^2)``; ``1 <= |x|``: ``1 - exp(-x^2)*H(|x|)`` with a
     minimax ``H ~ erfc(x)*exp(x^2)`` on ``[1, 4]`` (float32) / ``[1, 6]``
-    (float64), where erf has saturated to 1.
+    (float64), beyond which erf is 1 in the working type.
 ``pow``
-    ``exp(y*log|x|)``; float64 computes ``log|x|`` and ``y*log|x|`` as
-    double-words; the C99 Annex F special cases are applied by ``select``.
+    ``exp(y*log|x|)``: float64 computes ``log|x|`` (relative error < 2^-63)
+    and ``y*log|x|`` as double-words; float32 works in float64 and rounds
+    once.  The C99 Annex F special cases are applied by ``select``.
 
 All polynomial coefficients are minimax fits (Remez exchange, mpmath at 50
 digits) rounded to the working type; the measured accuracy is in
@@ -58,38 +64,40 @@ MATH_FUNCTIONS: frozenset[str] = frozenset(
     {"exp", "log", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid", "erf", "pow"}
 )
 
-#: Maximum error in ulp (see docs/math-accuracy.md for the definition and the
-#: input ranges), as asserted by tests/backends/llvm/test_mathlib.py.
+#: Maximum error in ulp by (function, dtype): ``|result - exact| / spacing(exact rounded to dtype)``.
+#: Asserted by tests/backends/llvm/test_mathlib.py; docs/math-accuracy.md has the measured maxima
+#: (float32: exhaustive over all inputs) and the input ranges (sin/cos: TRIG_ACCURATE_RANGE).
 MAX_ULP: dict[tuple[str, str], float] = {
-    ("exp", "float32"): 2.0,
-    ("exp", "float64"): 2.0,
-    ("log", "float32"): 2.0,
-    ("log", "float64"): 2.0,
-    ("log1p", "float32"): 2.0,
-    ("log1p", "float64"): 2.0,
-    ("expm1", "float32"): 2.0,
+    ("exp", "float32"): 1.5,
+    ("exp", "float64"): 1.5,
+    ("log", "float32"): 1.0,
+    ("log", "float64"): 1.5,
+    ("log1p", "float32"): 1.5,
+    ("log1p", "float64"): 1.5,
+    ("expm1", "float32"): 1.5,
     ("expm1", "float64"): 2.0,
     ("sin", "float32"): 2.0,
     ("sin", "float64"): 2.0,
     ("cos", "float32"): 2.0,
     ("cos", "float64"): 2.0,
-    ("tanh", "float32"): 3.0,
-    ("tanh", "float64"): 3.0,
-    ("sigmoid", "float32"): 3.0,
-    ("sigmoid", "float64"): 3.0,
-    ("erf", "float32"): 2.0,
+    ("tanh", "float32"): 2.0,
+    ("tanh", "float64"): 2.5,
+    ("sigmoid", "float32"): 2.0,
+    ("sigmoid", "float64"): 2.0,
+    ("erf", "float32"): 1.5,
     ("erf", "float64"): 2.0,
     ("pow", "float32"): 1.0,
     ("pow", "float64"): 2.0,
 }
 
 #: ``|x|`` up to which sin and cos meet :data:`MAX_ULP`.
-TRIG_ACCURATE_RANGE: dict[str, float] = {"float32": 1e5, "float64": 1e9}
+TRIG_ACCURATE_RANGE: dict[str, float] = {"float32": 1e15, "float64": 1e14}
 
 # --------------------------------------------------------------------------------------
 # Coefficients (minimax, rounded to the working type; lowest degree first)
 # --------------------------------------------------------------------------------------
 
+# fmt: off
 # expm1(r) = r + r^2 * P(r),  |r| <= ln2/2
 _EXPM1_P = {
     "float32": (0.4999999701976776, 0.16666537523269653, 0.041667740792036057, 0.008367318660020828,
@@ -105,8 +113,16 @@ _LOG1P_F32 = (0.3333333134651184, -0.2500082552433014, 0.20001235604286194, -0.1
 _LOG_S_F64 = (0.6666666666666735, 0.39999999999409136, 0.2857142874377956, 0.2222219841503737,
               0.18183573297992528, 0.1531380266908546, 0.14798605537439913)
 # float64 double-word log: log1p(f) = 2s + 2s^3/3 + s^5 * Q5(s^2)
-_LOG_S5_F64 = (0.3999999999977871, 0.28571428672796495, 0.2222220491836011, 0.1818326506148614,
-               0.15321101134101003, 0.14730291625072808)
+_LOG_S5_F64 = (0.39999999999999974, 0.2857142857144705, 0.22222222217067567, 0.18181818927558926,
+               0.15384552985757918, 0.13336466112827206, 0.11671816085149432, 0.12013884768124174)
+# float32 pow, evaluated in float64 to ~2^-43 (enough for a float32 result, no division):
+# log1p(f) = f - f^2/2 + f^3 * P(f), and expm1(r) = r + r^2 * P(r)
+_POW32_LOG = (0.3333333330638651, -0.25000000301915987, 0.20000004820891049, -0.1666663752815832,
+              0.1428540680713862, -0.12500916218051966, 0.11120492895473524, -0.09990642858567302,
+              0.08944776353792594, -0.0828204471164752, 0.087661447917084, -0.08614183878978027,
+              0.043995059833019004)
+_POW32_EXPM1 = (0.49999999999659317, 0.16666666667274327, 0.041666666965563745, 0.008333333092361955,
+                0.0013888810560481533, 0.00019841541157238182, 2.4881107955070364e-05, 2.7492810077988854e-06)
 # sin(r) = r + r^3 * S(r^2),  cos(r) = 1 - r^2/2 + r^4 * C(r^2),  |r| <= pi/4
 _SIN_S = {
     "float32": (-0.1666666716337204, 0.008333379402756691, -0.00019853064441122115, 2.8325100629444933e-06),
@@ -146,21 +162,20 @@ _ERFC_H = {
 
 # Constants per type.
 _K = {
-    "float32": dict(
-        log2e=1.4426950216293335, ln2_hi=0.6931471824645996, ln2_lo=-1.9046542121259336e-09,
-        ln2_hi_short=0.693359375, ln2_lo_short=-2.12194440e-4,
-        two_over_pi=0.6366197466850281,
-        pio2=(1.5707963705062866, -4.371138828673793e-08, -1.7151245100058819e-15),
-        exp_hi=89.0, exp_lo=-104.0, expm1_lo=-30.0, tanh_clamp=10.0,
-    ),
-    "float64": dict(
-        log2e=1.4426950408889634, ln2_hi=0.6931471805599453, ln2_lo=2.3190468138462996e-17,
-        ln2_hi_short=0.6931471803691238, ln2_lo_short=1.9082149292705877e-10,
-        two_over_pi=0.6366197723675814,
-        pio2=(1.5707963267948966, 6.123233995736766e-17, -1.4973849048591698e-33),
-        exp_hi=710.0, exp_lo=-746.0, expm1_lo=-40.0, tanh_clamp=20.0,
-    ),
+    "float32": {
+        "log2e": 1.4426950216293335, "ln2_hi": 0.6931471824645996, "ln2_lo": -1.9046542121259336e-09,
+        "ln2_hi_short": 0.693359375, "ln2_lo_short": -2.12194440e-4,
+        "exp_hi": 89.0, "exp_lo": -104.0, "expm1_lo": -30.0, "tanh_clamp": 10.0,
+    },
+    "float64": {
+        "log2e": 1.4426950408889634, "ln2_hi": 0.6931471805599453, "ln2_lo": 2.3190468138462996e-17,
+        "ln2_hi_short": 0.6931471803691238, "ln2_lo_short": 1.9082149292705877e-10,
+        "two_over_pi": 0.6366197723675814,
+        "pio2": (1.5707963267948966, 6.123233995736766e-17, -1.4973849048591698e-33),
+        "exp_hi": 710.0, "exp_lo": -746.0, "expm1_lo": -40.0, "tanh_clamp": 20.0,
+    },
 }
+# fmt: on
 
 
 # --------------------------------------------------------------------------------------
@@ -169,6 +184,8 @@ _K = {
 
 
 class _Emitter:
+    """Emits float arithmetic of one type (float or double) at a builder; ``ity`` is the same-width integer."""
+
     def __init__(self, builder: ir.IRBuilder, ty):
         self.b = builder
         self.ty = ty
@@ -215,9 +232,6 @@ class _Emitter:
 
     def floor(self, a):
         return self._intrinsic("floor", [a])
-
-    def rint(self, a):
-        return self._intrinsic("rint", [a])
 
     def copysign(self, mag, sign):
         return self._intrinsic("copysign", [mag, sign])
@@ -303,17 +317,17 @@ def _exp_reduce(m: _Emitter, x, x_lo=None):
     return rr, rr_lo, n
 
 
-def _expm1_poly(m: _Emitter, r, r_lo=None):
+def _expm1_poly(m: _Emitter, r, r_lo=None, coeffs=None):
     """``exp(r + r_lo) - 1`` for ``|r| <= ln2/2``."""
     r2 = m.mul(r, r)
-    p = m.fma(r2, m.horner(r, _EXPM1_P[m.dtype]), r)
+    p = m.fma(r2, m.horner(r, coeffs or _EXPM1_P[m.dtype]), r)
     if r_lo is not None:
         # (1 + p) * (1 + r_lo) - 1 = p + r_lo * (1 + p)
         p = m.add(p, m.fma(r_lo, p, r_lo))
     return p
 
 
-def _exp_core(m: _Emitter, x, x_lo=None, wide=True):
+def _exp_core(m: _Emitter, x, x_lo=None, wide=True, coeffs=None):
     """``exp(x + x_lo)``; ``wide``: x may reach the overflow/subnormal ranges (clamped here)."""
     if wide:
         hi_ovf = m.gt(x, m.c(m.k["exp_hi"]))
@@ -322,7 +336,7 @@ def _exp_core(m: _Emitter, x, x_lo=None, wide=True):
         if x_lo is not None:
             x_lo = m.sel(m.b.or_(hi_ovf, lo_unf), m.c(0.0), x_lo)
     r, r_lo, n = _exp_reduce(m, x, x_lo)
-    p = _expm1_poly(m, r, r_lo)
+    p = _expm1_poly(m, r, r_lo, coeffs)
     if not wide:
         s = m.pow2(n)
         return m.fma(p, s, s)
@@ -336,11 +350,19 @@ def _exp_core(m: _Emitter, x, x_lo=None, wide=True):
 def _expm1_core(m: _Emitter, x):
     """``expm1(x)`` for ``expm1_lo <= x <= exp_hi`` (or NaN); sign of zero not kept."""
     r, r_lo, n = _exp_reduce(m, x)
-    p = _expm1_poly(m, r, r_lo)
-    # 2^n*(1+p) - 1 = fma(2^n, p, 2^n - 1), with 2^n split when n = bias + 1
+    # p = expm1(r) as p_hi + p_lo: r + t with t = r^2 P(r) (|t| < |r|), so that 2^n * p
+    # below does not double p's rounding error when it nearly cancels against 2^n - 1
+    t = m.mul(m.mul(r, r), m.horner(r, _EXPM1_P[m.dtype]))
+    p_hi, p_lo = m.fast_two_sum(r, t)
+    if r_lo is not None:
+        p_lo = m.add(p_lo, m.fma(r_lo, p_hi, r_lo))
+    # 2^n*(1+p) - 1 = (2^n*p_hi + (2^n - 1)) + (2^n*p_lo + rounding error of 2^n - 1),
+    # with 2^n split when n = bias + 1
     nc = m.sel(m.b.icmp_signed(">", n, m.i(m.bias)), m.i(m.bias), n)
     s = m.pow2(nc)
-    res = m.fma(s, p, m.sub(s, m.c(1.0)))
+    sm1 = m.sub(s, m.c(1.0))
+    sm1_lo = m.sub(m.sub(s, sm1), m.c(1.0))  # exact: -1 once 2^n - 1 rounds to 2^n
+    res = m.add(m.fma(s, p_hi, sm1), m.fma(s, p_lo, sm1_lo))
     return m.mul(res, m.pow2(m.b.sub(n, nc)))
 
 
@@ -377,14 +399,17 @@ def _log_reduce(m: _Emitter, u, subnormal=True):
     return m.b.sitofp(k, m.ty), f, k
 
 
-def _log1p_kernel(m: _Emitter, kf, f):
-    """``k*ln2 + log1p(f)`` for ``f`` in about ``[sqrt(1/2)-1, sqrt(2)-1]``."""
+def _log1p_kernel(m: _Emitter, kf, f, extra=None):
+    """``k*ln2 + log1p(f) + extra`` for ``f`` in about ``[sqrt(1/2)-1, sqrt(2)-1]``, ``extra`` tiny."""
     k = m.k
     lo_k = m.mul(kf, m.c(k["ln2_lo_short"]))
+    if extra is not None:
+        lo_k = m.add(lo_k, extra)
     if not m.f64:
         f2 = m.mul(f, f)
+        f2_lo = m.fma(f, f, m.sub(m.c(-0.0), f2))  # f^2 = f2 + f2_lo exactly
         t = m.fma(f, m.horner(f, _LOG1P_F32), m.c(-0.5))
-        lo = m.fma(f2, t, lo_k)
+        lo = m.fma(f2_lo, t, m.fma(f2, t, lo_k))
         return m.fma(kf, m.c(k["ln2_hi_short"]), m.add(f, lo))
     # fdlibm's form: log1p(f) = f - (hfsq - s*(hfsq + R)),  R = z*Q(z), z = s^2
     s = m.div(f, m.add(m.c(2.0), f))
@@ -410,10 +435,11 @@ def _log1p(m, x):
     xs = m.sel(valid, x, m.c(0.0))
     u, err = m.two_sum(m.c(1.0), xs)  # u + err == 1 + x exactly; u >= 2^-mant
     kf, f, k = _log_reduce(m, u, subnormal=False)
-    # f + err/2^k: the rounding error of 1 + x, in m's scale (negligible once k is large)
+    # log(u + err) = log(u) + d/m with d = err/2^k (the rounding error of 1 + x in m's scale,
+    # negligible once k is large) and 1/m ~ 1 - f to the few bits a correction needs
     kc = m.sel(m.b.icmp_signed(">", k, m.i(m.mant + 4)), m.i(m.mant + 4), k)
-    f = m.fma(err, m.pow2(m.b.sub(m.i(0), kc)), f)
-    res = _log1p_kernel(m, kf, f)
+    d = m.mul(err, m.pow2(m.b.sub(m.i(0), kc)))
+    res = _log1p_kernel(m, kf, f, m.fma(m.sub(m.c(-0.0), d), f, d))
     special = m.sel(m.eq(x, m.c(-1.0)), m.c(float("-inf")), m.sel(m.gt(x, m.c(0.0)), x, m.c(float("nan"))))
     res = m.sel(valid, res, special)
     return m.sel(m.eq(x, m.c(0.0)), x, res)  # log1p(-0.0) = -0.0
@@ -425,20 +451,27 @@ def _log1p(m, x):
 
 
 def _sincos(m: _Emitter, x, is_cos):
-    k = m.k
-    finite = m.lt(m.fabs(x), m.c(float("inf")))
-    xs = m.sel(finite, x, m.c(0.0))
-    q = m.rint(m.mul(xs, m.c(k["two_over_pi"])))
-    c1, c2, c3 = k["pio2"]
-    r = m.fma(q, m.c(-c1), xs)
-    r = m.fma(q, m.c(-c2), r)
-    r = m.fma(q, m.c(-c3), r)
-    # only out of the accurate range can |r| exceed pi/4 noticeably: keep the polynomials bounded
-    bound = 0.7854
+    # The reduction runs in float64 for both types (for float32 it is then exact far beyond
+    # float32's own Cody-Waite range).  q = rint(x*2/pi) by the 1.5*2^52 shifter, whose low
+    # bits hold q mod 4 while |x*2/pi| < 2^51.  NaN and +-inf give r = NaN and so NaN.
+    red = m if m.f64 else _Emitter(m.b, ir.DoubleType())
+    xr = x if m.f64 else m.b.fpext(x, red.ty)
+    shifter = red.c(1.5 * 2.0**52)
+    t = red.fma(xr, red.c(_K["float64"]["two_over_pi"]), shifter)
+    q = red.sub(t, shifter)
+    qi = red.bits(t)
+    if not m.f64:
+        qi = m.b.trunc(qi, m.ity)
+    c1, c2, c3 = _K["float64"]["pio2"]
+    r = red.fma(q, red.c(-c1), xr)
+    r = red.fma(q, red.c(-c2), r)
+    if m.f64:
+        r = red.fma(q, red.c(-c3), r)
+    else:  # q*(pi/2 - c1 - c2) < 2^-75 is far below float32's needs
+        r = m.b.fptrunc(r, m.ty)
+    # |r| <= pi/4 (+ rounding) in the accurate range; beyond it keep the polynomials bounded
+    bound = 0.9  # > pi/4 + the rounding of x*2/pi up to |x| ~ 1e15; the polynomials still hold there
     r = m.clamp_lo(m.clamp_hi(r, bound), -bound)
-    # quadrant q mod 4 (exact in floating point for any q), as an integer 0..3
-    qm = m.fma(m.floor(m.mul(q, m.c(0.25))), m.c(-4.0), q)
-    qi = m.b.fptosi(qm, m.ity)
     if is_cos:
         qi = m.b.add(qi, m.i(1))
     r2 = m.mul(r, r)
@@ -448,7 +481,6 @@ def _sincos(m: _Emitter, x, is_cos):
     v = m.sel(odd, cos_r, sin_r)
     sign = m.b.shl(m.b.and_(qi, m.i(2)), m.i(m.ity.width - 2))
     v = m.from_bits(m.b.xor(m.bits(v), sign))
-    v = m.sel(finite, v, m.c(float("nan")))
     if not is_cos:
         v = m.sel(m.eq(x, m.c(0.0)), x, v)  # sin(-0.0) = -0.0
     return v
@@ -462,13 +494,26 @@ def _sincos(m: _Emitter, x, is_cos):
 def _tanh(m, x):
     ax = m.clamp_hi(m.fabs(x), m.k["tanh_clamp"])
     t = _expm1_core(m, m.add(ax, ax))
-    return m.copysign(m.div(t, m.add(t, m.c(2.0))), x)
+    # q = t / (t + 2), with one correction step for the roundings of t + 2 and of the quotient
+    d, d_err = m.two_sum(t, m.c(2.0))
+    inv = m.div(m.c(1.0), d)
+    q = m.mul(t, inv)
+    e = m.fma(m.sub(m.c(-0.0), q), d, t)
+    e = m.fma(m.sub(m.c(-0.0), q), d_err, e)
+    q = m.fma(e, inv, q)
+    return m.copysign(q, x)
 
 
 def _sigmoid(m, x):
     e = _exp_core(m, m.sub(m.c(-0.0), m.fabs(x)))
     num = m.sel(m.lt(x, m.c(0.0)), e, m.c(1.0))
-    return m.div(num, m.add(m.c(1.0), e))
+    # num / (1 + e), with one correction step for the roundings of 1 + e and of the quotient
+    d, d_err = m.fast_two_sum(m.c(1.0), e)
+    inv = m.div(m.c(1.0), d)
+    q = m.mul(num, inv)
+    r = m.fma(m.sub(m.c(-0.0), q), d, num)
+    r = m.fma(m.sub(m.c(-0.0), q), d_err, r)
+    return m.fma(r, inv, q)
 
 
 def _erf(m, x):
@@ -513,6 +558,7 @@ def _log_dd(m: _Emitter, u):
     t_lo = m.fma(c3e, m.c(tt_hi), m.fma(c3, m.c(tt_lo), t_lo))
     # s^5 Q5(s^2), tiny
     b5 = m.mul(m.mul(c3, p), m.horner(p, _LOG_S5_F64))
+    b5 = m.fma(m.mul(m.mul(p, p), m.c(2.0)), s_lo, b5)  # d(0.4 s^5) = 2 s^4 ds
     a_hi = m.add(s, s)
     h, h_lo = m.fast_two_sum(a_hi, t_hi)
     lo = m.add(h_lo, m.add(m.add(m.add(s_lo, s_lo), t_lo), b5))
@@ -533,9 +579,13 @@ def _pow_core_f64(m: _Emitter, ax, y):
 
 
 def _pow_core_f32(m: _Emitter, ax, y):
-    """``exp(y * log(ax))`` in float64 for float32 operands (exact products, ~2^-50 relative)."""
-    kf, f, _ = _log_reduce(m, ax)
-    return _exp_core(m, m.mul(y, _log1p_kernel(m, kf, f)))
+    """``exp(y * log(ax))`` for float32 ``ax`` positive finite and finite ``y``, via float64."""
+    md = _Emitter(m.b, ir.DoubleType())
+    kf, f, _ = _log_reduce(md, m.b.fpext(ax, md.ty), subnormal=False)  # float32 values are normal in float64
+    t = md.fma(f, md.horner(f, _POW32_LOG), md.c(-0.5))
+    log = md.fma(kf, md.c(_K["float64"]["ln2_hi"]), md.fma(md.mul(f, f), t, f))
+    z = md.mul(m.b.fpext(y, md.ty), log)  # exact product of a float32 and ~2^-43 relative error
+    return m.b.fptrunc(_exp_core(md, z, coeffs=_POW32_EXPM1), m.ty)
 
 
 def _pow_generic(m: _Emitter, x, y, core):
@@ -565,12 +615,7 @@ def _pow_generic(m: _Emitter, x, y, core):
 
 
 def _pow(m, x, y):
-    if m.f64:
-        return _pow_generic(m, x, y, _pow_core_f64)
-    md = _Emitter(m.b, ir.DoubleType())
-    xd = m.b.fpext(x, md.ty)
-    yd = m.b.fpext(y, md.ty)
-    return m.b.fptrunc(_pow_generic(md, xd, yd, _pow_core_f32), m.ty)
+    return _pow_generic(m, x, y, _pow_core_f64 if m.f64 else _pow_core_f32)
 
 
 # --------------------------------------------------------------------------------------
