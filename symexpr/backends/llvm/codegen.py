@@ -145,7 +145,6 @@ class ModuleGenerator:
         fn.linkage = "internal"
         for arg in fn.args[: len(buffers)]:
             arg.add_attribute("noalias")
-            arg.add_attribute("nocapture")
         return fn
 
     def loop_kernel(self, kernel: LoopKernel):

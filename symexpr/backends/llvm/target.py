@@ -48,7 +48,10 @@ def create_target_machine(opt: int = 3):
 
 def optimise(module_ref, target_machine, speed: int = 3) -> None:
     """Run LLVM's standard ``-O<speed>`` pipeline, with loop and SLP vectorisation, in place."""
-    pto = llvm.create_pipeline_tuning_options(speed_level=speed, size_level=0)
+    try:
+        pto = llvm.create_pipeline_tuning_options(speed_level=speed, size_level=0)
+    except TypeError:  # llvmlite >= 0.48 dropped size_level
+        pto = llvm.create_pipeline_tuning_options(speed_level=speed)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
     pto.loop_unrolling = True

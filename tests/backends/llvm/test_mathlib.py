@@ -15,6 +15,8 @@ import math
 import re
 
 import llvmlite.binding as llvm
+
+from symexpr.backends.llvm.target import optimise
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -81,11 +83,7 @@ def _compiled(name, dtype):
     mod = llvm.parse_assembly(str(_loop_module(name, dtype)))
     mod.verify()
     tm = _target_machine()
-    pto = llvm.create_pipeline_tuning_options(speed_level=3, size_level=0)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(mod, pb)
+    optimise(mod, tm)
     optimised = str(mod)
     asm = tm.emit_assembly(mod)
     engine = llvm.create_mcjit_compiler(mod, tm)
