@@ -14,7 +14,6 @@ import numpy as np
 from symexpr.graph.basic import Constant
 from symexpr.kernel.ir import (
     Access,
-    Accumulator,
     Buffer,
     GemmKernel,
     HostStep,
@@ -299,7 +298,7 @@ def _place_temps(plan: Plan) -> None:
     free: list[tuple[int, int]] = []  # (offset, size)
     top = 0
     expiring: dict[int, list[int]] = {}
-    placed = dict()
+    placed = {}
     for i in range(len(plan.steps)):
         for b in sorted(b for b, f in first.items() if f == i and plan.buffers[b].kind == "temp"):
             size = -(-max(plan.buffers[b].nbytes, 1) // _ARENA_ALIGN) * _ARENA_ALIGN

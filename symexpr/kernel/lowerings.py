@@ -124,7 +124,7 @@ def _lower_reduction(ctx, node, body_inputs, body_program, kind, axes, keepdims,
     elem_dtype = body.dtype_of(value)
     red_kind = "sum" if kind == "mean" else kind
     result_dtype = _reduction_dtype(kind, elem_dtype)
-    acc_dtype = _accumulate_dtype(result_dtype if kind != "mean" else result_dtype)
+    acc_dtype = _accumulate_dtype(result_dtype)
     if kind in ("max", "min"):
         acc_dtype = _accumulate_dtype(elem_dtype)
     value = body.cast(value, acc_dtype)
@@ -138,9 +138,9 @@ def _lower_reduction(ctx, node, body_inputs, body_program, kind, axes, keepdims,
     out_shape = ctx.shape(out_var)
     kept_shape = tuple(full[d] for d in kept)
     extra_views = [ctx.view(v) for v in extra]
-    post = _loads_builder(ctx, [v.dtype for v in extra])
+    extra_dtypes = [v.dtype for v in extra]
+    post = ProgramBuilder(lambda ref: acc_dtype if ref[0] == "acc" else extra_dtypes[ref[1]], ctx.supports)
     acc = ("acc", 0, 0)
-    post._ref_dtypes = lambda ref, d=[v.dtype for v in extra]: acc_dtype if ref[0] == "acc" else d[ref[1]]
     reduced = acc
     if kind == "mean":
         reduced = post.add(ps.true_div, acc, post.const(n_reduced, acc_dtype))
@@ -245,6 +245,11 @@ class _Rows:
         self.phases.append(Phase(self.inner if inner else (), tuple(loads), tuple(builder.program), tuple(accumulators), tuple(stores)))
         return len(self.phases) - 1
 
+    def max_phase(self, x_load) -> None:
+        """A first phase folding the row maximum of x (in the work dtype) into accumulator ("acc", 0, 0)."""
+        b = self.builder([self.x_dtype])
+        self.phase(b, [x_load], [Accumulator("max", self.work, b.cast(("load", 0), self.work), float("-inf"))])
+
     def emit(self):
         _emit_row_kernel(self.ctx, self.node, tuple(self.full[d] for d in self.kept), self.phases)
 
@@ -262,9 +267,7 @@ def _softmax(ctx, node):
     x_load = rows.access(rows.x)
     log = isinstance(node.op, nnet.LogSoftmax)
 
-    b = rows.builder([rows.x_dtype])
-    xv = b.cast(("load", 0), work)
-    rows.phase(b, [x_load], [Accumulator("max", work, xv, float("-inf"))])
+    rows.max_phase(x_load)
 
     b = rows.builder([rows.x_dtype])
     shifted = b.add(ps.sub, b.cast(("load", 0), work), ("acc", 0, 0))
@@ -297,8 +300,7 @@ def _logsumexp(ctx, node):
     out = ctx.allocate(out_var)
     x_load = rows.access(rows.x)
 
-    b = rows.builder([rows.x_dtype])
-    rows.phase(b, [x_load], [Accumulator("max", work, b.cast(("load", 0), work), float("-inf"))])
+    rows.max_phase(x_load)
 
     def finite_max(b):
         m = ("acc", 0, 0)

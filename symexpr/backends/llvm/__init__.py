@@ -17,7 +17,6 @@ import numpy as np
 
 from symexpr.backends.llvm import runtime, scalar_ops, target
 from symexpr.backends.llvm.runtime import get_num_threads, set_num_threads
-from symexpr.graph.basic import Constant
 from symexpr.kernel import lowerings  # noqa: F401  (registers the op lowerings)
 from symexpr.kernel.ir import GemmKernel, HostStep, LoopKernel
 from symexpr.kernel.lower import build_plan
@@ -174,10 +173,12 @@ class LLVMFunction:
         key = tuple((a.shape, a.strides) for a in args)
         variant = self._variants.get(key)
         if variant is None:
-            args = [a if all(s % n == 0 for s in a.strides) else np.array(a, order="C") for a, n in zip(args, self._itemsizes)]
+            aligned = [all(s % n == 0 for s in a.strides) for a, n in zip(args, self._itemsizes)]
+            # Byte strides that are not whole elements cannot be addressed: copy those inputs to C order.
+            args = [a if ok else np.array(a, order="C") for a, ok in zip(args, aligned)]
             geometry = tuple((a.shape, tuple(s // n for s in a.strides)) for a, n in zip(args, self._itemsizes))
             variant = self._specialise(geometry)
-            if all(all(s % n == 0 for s in a.strides) for a, n in zip(args, self._itemsizes)):
+            if all(aligned):
                 self._variants[key] = variant
         return variant.executable.run(args)
 

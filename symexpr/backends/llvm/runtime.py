@@ -14,7 +14,7 @@ import numpy as np
 from symexpr.backends.llvm import target
 from symexpr.backends.llvm.codegen import GEMM_SYMBOLS
 from symexpr.graph.basic import Constant
-from symexpr.kernel.ir import GemmKernel, HostStep
+from symexpr.kernel.ir import HostStep
 
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.py_object, ctypes.c_int64, ctypes.c_int64)
 
@@ -68,6 +68,7 @@ def _executor(workers: int):
 
 # -- BLAS ---------------------------------------------------------------------------
 _blas_bound = None
+_blas_lib: list = []  # keeps the loaded library alive while compiled code points into it
 
 
 def bind_blas() -> bool:
@@ -104,8 +105,6 @@ def bind_blas() -> bool:
     return False
 
 
-_blas_lib: list = []
-
 
 # -- loading ---------------------------------------------------------------------------
 class LoadedModule:
@@ -134,7 +133,7 @@ class Executable:
         self.plan = plan
         self.module = module
         self.constants = tuple(plan.constants)
-        self.out_specs = [(shape, np.dtype(dtype)) for _, shape, dtype in plan.outputs]
+        self._input_index = {id(v): i for i, v in enumerate(fgraph.inputs)}
         self.out_slots = [plan.buffers[b].index for b, _, _ in plan.outputs]
         n_out = sum(b.kind == "output" for b in plan.buffers)
         self.n_outputs = n_out
@@ -197,12 +196,6 @@ class Executable:
         cache[id(var)] = value
         return value
 
-    @property
-    def _input_index(self):
-        index = {id(v): i for i, v in enumerate(self.fgraph.inputs)}
-        self.__dict__["_input_index"] = index
-        return index
-
     def _host(self, step: HostStep, args, outs, arena):
         from symexpr.backends.numpy_backend import node_error
 
@@ -228,7 +221,3 @@ def _run_parallel(entry, arrays, threads):
     entry(arrays, 0, threads)
     for f in futures:
         f.result()
-
-
-def gemm_work(step) -> int:
-    return step.work if isinstance(step, GemmKernel) else 0

@@ -18,7 +18,6 @@ import functools
 import numpy as np
 from llvmlite import ir
 
-
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
 I32 = ir.IntType(32)
