@@ -433,29 +433,53 @@ def _subtensor(ctx, node):
     _lower_view(ctx, node, lambda a: a[idx])
 
 
+def reshape_strides(shape, strides, new_shape):
+    """Element strides that let ``new_shape`` view an array of ``shape``/``strides`` without a copy, else None.
+
+    NumPy's ``_attempt_nocopy_reshape``: unit dims are ignored, and each run of old
+    dims that merges into a run of new dims must be C-contiguous within itself.
+    """
+    new_shape = tuple(int(d) for d in new_shape)
+    if 0 in shape or 0 in new_shape:
+        return contiguous_strides(new_shape)
+    old = [(d, s) for d, s in zip(shape, strides) if d != 1]
+    new_strides = [0] * len(new_shape)
+    oi, oj, ni, nj = 0, 1, 0, 1
+    while ni < len(new_shape) and oi < len(old):
+        n_size, o_size = new_shape[ni], old[oi][0]
+        while n_size != o_size:
+            if n_size < o_size:
+                n_size *= new_shape[nj]
+                nj += 1
+            else:
+                o_size *= old[oj][0]
+                oj += 1
+        for k in range(oi, oj - 1):
+            if old[k][1] != old[k + 1][0] * old[k + 1][1]:
+                return None
+        new_strides[nj - 1] = old[oj - 1][1]
+        for k in range(nj - 1, ni, -1):
+            new_strides[k - 1] = new_strides[k] * new_shape[k]
+        ni, nj, oi, oj = nj, nj + 1, oj, oj + 1
+    last = new_strides[ni - 1] if ni else 1
+    for k in range(ni, len(new_shape)):
+        new_strides[k] = last
+    return tuple(new_strides)
+
+
 @lowers(Reshape)
 def _reshape(ctx, node):
     out_var = node.outputs[0]
     shape = ctx.shape(out_var)
-
-    def no_copy(a):
-        b = a.view()
-        try:
-            b.shape = shape  # raises instead of copying when the layout does not allow a view
-        except AttributeError:
-            return None
-        return b
-
     src = ctx.view(node.inputs[0])
-    geometry = _geometry(ctx, node.inputs[0], src, no_copy)
-    if geometry is not None:
-        ctx.set_view(out_var, src.buffer, *geometry)
+    strides = reshape_strides(src.shape, src.strides, shape)
+    if strides is not None:
+        ctx.set_view(out_var, src.buffer, src.offset, strides)
         return
-    tmp_var = node.inputs[0]
     dense = View(None, 0, src.shape, contiguous_strides(src.shape))
     out = ctx.allocate(out_var)
     dense.buffer, dense.offset = out.buffer, out.offset
-    ctx.copy(tmp_var, src, dense)
+    ctx.copy(node.inputs[0], src, dense)
 
 
 @lowers(Concatenate)
@@ -485,6 +509,8 @@ def _matmul(ctx, node):
     out_var = node.outputs[0]
     if out_var.dtype not in ("float32", "float64") or any(v.dtype != out_var.dtype for v in node.inputs):
         raise Unsupported("matmul dtype")
+    if not ctx.supports(node.op, [v.dtype for v in node.inputs]):
+        raise Unsupported("no GEMM on this backend")
     a, b = (ctx.view(v) for v in node.inputs)
     a_shape, a_strides = a.shape, a.strides
     b_shape, b_strides = b.shape, b.strides

@@ -38,9 +38,9 @@ def _mul_one(node_out, x, c):
     return x if keeps_type(node_out, x) else None
 
 
-@_rule("add_zero", Pat(ps.add, [X, const("c", 0)]), "x + 0 -> x; for floats only x + (-0.0), since 0.0 would turn -0.0 into 0.0")
+@_rule("add_zero", Pat(ps.add, [X, const("c", 0)]), "x + 0 -> x; for float x only x + (-0.0), since any other zero turns -0.0 into 0.0")
 def _add_zero(node_out, x, c):
-    if not keeps_type(node_out, x) or (is_float(c) and not negative_zero(c)):
+    if not keeps_type(node_out, x) or (is_float(node_out) and not negative_zero(c)):
         return None
     return x
 

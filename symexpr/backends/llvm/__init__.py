@@ -18,8 +18,9 @@ import numpy as np
 from symexpr.backends.llvm import runtime, scalar_ops, target
 from symexpr.backends.llvm.runtime import get_num_threads, set_num_threads
 from symexpr.kernel import lowerings  # noqa: F401  (registers the op lowerings)
-from symexpr.kernel.ir import GemmKernel, HostStep, LoopKernel
+from symexpr.kernel.ir import GemmKernel, LoopKernel
 from symexpr.kernel.lower import build_plan
+from symexpr.ops.matmul import MatMul
 
 __all__ = ["LLVMBackend", "LLVMFunction", "get_num_threads", "set_num_threads"]
 
@@ -50,7 +51,7 @@ def graph_key(fgraph) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def _schedule(plan, blas: bool):
+def _schedule(plan):
     """Group steps: runs of loop kernels form one native segment; GEMMs and host steps stand alone."""
     segments, schedule, work = [], [], []
     current = []
@@ -65,21 +66,28 @@ def _schedule(plan, blas: bool):
     for step in plan.steps:
         if isinstance(step, LoopKernel):
             current.append(step)
-        elif isinstance(step, GemmKernel) and blas:
+        elif isinstance(step, GemmKernel):
             flush()
             segments.append([step])
             schedule.append(("native", len(segments) - 1))
             work.append(0)  # BLAS runs its own threads
         else:
             flush()
-            schedule.append(("host", step if isinstance(step, HostStep) else _gemm_host(step, plan)))
+            schedule.append(("host", step))
             work.append(0)
     flush()
     return segments, schedule, work
 
 
-def _gemm_host(step, plan):
-    raise NotImplementedError("symexpr: no BLAS library found for matmul")  # pragma: no cover
+def _supports(blas: bool):
+    """What this backend compiles: scalar ops per ``scalar_ops``; GEMMs only when a BLAS is bound."""
+
+    def supports(op, arg_dtypes):
+        if isinstance(op, MatMul):
+            return blas
+        return scalar_ops.supported(op, arg_dtypes)
+
+    return supports
 
 
 class _Specialisation:
@@ -89,9 +97,9 @@ class _Specialisation:
         from symexpr.backends.llvm.codegen import generate_module
 
         self.geometry = geometry
-        self.plan = build_plan(fgraph, geometry, scalar_ops.supported)
         blas = runtime.bind_blas()
-        self.segments, schedule, work = _schedule(self.plan, blas)
+        self.plan = build_plan(fgraph, geometry, _supports(blas))
+        self.segments, schedule, work = _schedule(self.plan)
         self._ir = None
         self._fgraph = fgraph
         key = None
@@ -104,6 +112,7 @@ class _Specialisation:
                     "graph": graph_key(fgraph),
                     "geometry": [[list(s), list(st)] for s, st in geometry],
                     "target": target.fingerprint(),
+                    "blas": blas,
                     "codegen": CODEGEN_VERSION,
                     "symexpr": _version(),
                 }

@@ -215,9 +215,24 @@ class Executable:
 _EMPTY = np.zeros(64, dtype=np.uint8)
 
 
+_parallel_busy = threading.Lock()
+
+
 def _run_parallel(entry, arrays, threads):
-    pool = _executor(threads - 1)
-    futures = [pool.submit(entry, arrays, t, threads) for t in range(1, threads)]
-    entry(arrays, 0, threads)
-    for f in futures:
-        f.result()
+    """Run a segment on ``threads`` threads; the caller's thread alone if another call holds the pool.
+
+    A segment's spin barriers need all of its tasks running at once, so two calls
+    must never share the workers: the second caller (from another Python thread)
+    does its work single-threaded instead of waiting.
+    """
+    if not _parallel_busy.acquire(blocking=False):
+        entry(arrays, 0, 1)
+        return
+    try:
+        pool = _executor(threads - 1)
+        futures = [pool.submit(entry, arrays, t, threads) for t in range(1, threads)]
+        entry(arrays, 0, threads)
+        for f in futures:
+            f.result()
+    finally:
+        _parallel_busy.release()

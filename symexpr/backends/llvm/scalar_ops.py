@@ -344,7 +344,9 @@ def _minmax(is_max):
         if work == "bool":
             return builder.or_(a, b) if is_max else builder.and_(a, b)
         if is_float(work):
-            better = builder.fcmp_ordered(">" if is_max else "<", a, b)
+            # NumPy breaks ties (+-0) towards the first operand for float16, the second otherwise
+            symbol = (">" if is_max else "<") + ("=" if work == "float16" else "")
+            better = builder.fcmp_ordered(symbol, a, b)
             return builder.select(builder.or_(better, _isnan(builder, a)), a, b)
         cmp = builder.icmp_signed if is_signed(work) else builder.icmp_unsigned
         return builder.select(cmp(">" if is_max else "<", a, b), a, b)
