@@ -11,7 +11,7 @@ settings.register_profile("dev", deadline=None, max_examples=200, suppress_healt
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 #: Backends the suite runs against; the numpy reference is always first.
-TEST_BACKENDS = [b for b in os.environ.get("SYMEXPR_TEST_BACKENDS", "numpy").split(",") if b]
+TEST_BACKENDS = [b for b in os.environ.get("SYMEXPR_TEST_BACKENDS", "numpy,llvm").split(",") if b]
 
 
 @pytest.fixture(params=TEST_BACKENDS)

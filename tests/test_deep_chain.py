@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 import time
@@ -173,7 +174,7 @@ def test_replace_input_most_node(chain, values):
         got = se.get_backend("numpy").compile(fg)([values])[0]
         # The user's chain is untouched.
         assert toposort([y])[0] is first
-        original = se.function([x], y)(values)
+        original = se.function([x], y, backend="numpy")(values)
     np.testing.assert_allclose(got, numpy_chain(values, first=np.sin), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(original, numpy_chain(values), rtol=1e-5, atol=1e-6)
 
@@ -187,7 +188,7 @@ def test_decompose(chain, values):
     x, y = chain
     start = time.perf_counter()
     with recursion_limit(1000), time_limit(10, f"decompose of a {N_NODES}-node chain"):
-        f = se.function([x], y, passes=["decompose"])
+        f = se.function([x], y, passes=["decompose"], backend="numpy")
     elapsed = time.perf_counter() - start
     names = {node.op.display_name() for node in f.fgraph.toposort()}
     assert "Sigmoid" not in names
@@ -196,3 +197,23 @@ def test_decompose(chain, values):
         got = f(values)
     np.testing.assert_allclose(got, numpy_chain(values), rtol=1e-4, atol=1e-5)
     assert elapsed < 10
+
+
+# The llvm backend compiles ~2 ms per fused scalar op and ~10 ms per unfused kernel
+# (docs/llvm-backend.md), so it gets shorter chains; a recursion limit only a little
+# above the current depth catches any recursion that grows with the chain.
+@pytest.mark.parametrize("steps, passes", [(600, None), (120, "none")], ids=["fused", "one-kernel-per-node"])
+def test_llvm_compiles_a_long_chain_without_recursion(steps, passes):
+    x = se.vector("x")
+    y = x
+    for i in range(steps):
+        y = step(y, i)
+    values = np.linspace(-3, 3, 37, dtype="float32")
+    want = values
+    for i in range(steps):
+        want = numpy_step(want, i)
+    depth = len(inspect.stack())
+    with recursion_limit(depth + 150):
+        f = se.function([x], y, passes=passes, backend="llvm")
+        got = f(values)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

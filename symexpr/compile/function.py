@@ -11,7 +11,7 @@ from symexpr.graph.traversal import graph_inputs
 from symexpr.passes import resolve_passes
 
 #: The backend ``function()`` uses when none is named.
-DEFAULT_BACKEND = "numpy"
+DEFAULT_BACKEND = "llvm"
 
 
 def _argument_label(var: Variable, position: int) -> str:

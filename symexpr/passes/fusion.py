@@ -18,23 +18,29 @@ from symexpr.ops.reduction import Reduce
 
 _FUSABLE_REDUCTIONS = ("sum", "prod", "max", "min")
 
+#: Most elementwise nodes one Fused op absorbs.  A longer chain becomes several Fused
+#: ops: a compiled kernel's optimisation time grows faster than linearly in its size,
+#: and 512 nodes already do far more arithmetic per element than the memory traffic
+#: a split adds.
+MAX_FUSED_NODES = 512
+
 
 def _is_elemwise(node) -> bool:
     return node is not None and isinstance(node.op, (Elemwise, Fused))
 
 
 def _collect_group(root: Apply, clients: dict, outputs: set, taken: set) -> list[Apply]:
-    """Elemwise nodes above ``root`` whose outputs are used only inside the group."""
+    """Elemwise nodes above ``root`` whose outputs are used only inside the group (at most MAX_FUSED_NODES)."""
     group = [root]
     members = {id(root)}
     frontier = [root]
-    while frontier:
+    while frontier and len(group) < MAX_FUSED_NODES:
         node = frontier.pop()
         for var in node.inputs:
             producer = var.owner
             if not _is_elemwise(producer) or id(producer) in members or id(producer) in taken or id(var) in outputs:
                 continue
-            if all(c != "output" and id(c) in members for c, _ in clients.get(var, [])):
+            if len(group) < MAX_FUSED_NODES and all(c != "output" and id(c) in members for c, _ in clients.get(var, [])):
                 group.append(producer)
                 members.add(id(producer))
                 frontier.append(producer)

@@ -141,8 +141,8 @@ def _inputs_text(case: GraphCase) -> str:
     return "\n".join(f"{v.name}: {v.type} = {_array_text(a)}" for v, a in zip(case.inputs, case.values))
 
 
-def _check_preserves(rewrite, case: GraphCase, rtol, atol, backend) -> None:
-    reference = case.function(backend="numpy", passes="none")
+def _check_preserves(rewrite, case: GraphCase, rtol, atol, backend, reference_backend="numpy") -> None:
+    reference = case.function(backend=reference_backend, passes="none")
     expected = reference(*case.values)
     context = (
         f"graph before the rewrite:\n{_indent(se.pprint(reference))}\n"
@@ -189,7 +189,9 @@ def _is_variables(obj) -> bool:
     )
 
 
-def assert_rewrite_preserves(rewrite, graph_or_strategy, rtol=None, atol=None, backend="numpy", max_examples=None):
+def assert_rewrite_preserves(
+    rewrite, graph_or_strategy, rtol=None, atol=None, backend="numpy", max_examples=None, reference_backend="numpy"
+):
     """Assert that ``rewrite`` does not change what a graph computes.
 
     Parameters
@@ -209,10 +211,13 @@ def assert_rewrite_preserves(rewrite, graph_or_strategy, rtol=None, atol=None, b
         it is computed through (before or after the rewrite), whichever is larger;
         integer and bool outputs compare exactly.
     backend : str
-        Backend that runs the rewritten graph.  The reference is always the NumPy
-        backend without passes.
+        Backend that runs the rewritten graph.
     max_examples : int, optional
         For a strategy: the number of examples (default: the current hypothesis profile's).
+    reference_backend : str
+        Backend that runs the reference, the graph without passes: NumPy (the
+        oracle) by default.  Give ``backend`` to test that a rewrite is exact
+        on a compiled backend, whose math functions are a few ulp from NumPy's.
 
     Each output must have the same dtype and shape as the reference, NaN in the same
     places, +-inf in the same places with the same sign, and the other values within
@@ -223,7 +228,7 @@ def assert_rewrite_preserves(rewrite, graph_or_strategy, rtol=None, atol=None, b
     from the rewrite or the rewritten graph propagates with the graph attached as a note.
     """
     if isinstance(graph_or_strategy, GraphCase):
-        _check_preserves(rewrite, graph_or_strategy, rtol, atol, backend)
+        _check_preserves(rewrite, graph_or_strategy, rtol, atol, backend, reference_backend)
         return
     strategy = graph_or_strategy
     if _is_variables(strategy):
@@ -248,7 +253,7 @@ def assert_rewrite_preserves(rewrite, graph_or_strategy, rtol=None, atol=None, b
     def rewrite_preserves_results(case):
         if not isinstance(case, GraphCase):
             raise TypeError(f"assert_rewrite_preserves: the strategy drew a {type(case).__name__}, not a GraphCase")
-        _check_preserves(rewrite, case, rtol, atol, backend)
+        _check_preserves(rewrite, case, rtol, atol, backend, reference_backend)
 
     # Keep hypothesis's example database apart for each rewrite and strategy.
     key = f"{_label(rewrite)}|{strategy!r}|{backend}|{rtol}|{atol}".encode()

@@ -68,8 +68,8 @@ def test_function_attributes():
     assert ids(f.outputs) == ids([out])
     assert isinstance(f.fgraph, FunctionGraph)
     assert ids(f.fgraph.inputs) == ids((x, y))
-    assert f.backend == "numpy"
-    assert repr(f) == "<symexpr.Function (x, y) -> 1 output(s), backend='numpy'>"
+    assert f.backend == "llvm"
+    assert repr(f) == "<symexpr.Function (x, y) -> 1 output(s), backend='llvm'>"
 
 
 def test_no_inputs(backend):

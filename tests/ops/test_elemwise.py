@@ -156,7 +156,7 @@ def assert_same_signed_zeros(got, expected):
         np.testing.assert_array_equal(np.signbit(got[keep]), np.signbit(expected[keep]))
 
 
-def check_like_numpy(build, reference, inputs, backend, **tolerance):
+def check_like_numpy(build, reference, inputs, backend, signed_zeros=True, **tolerance):
     """Compare ``build()`` (a symexpr graph over ``inputs``) with ``reference()`` (NumPy).
 
     Where NumPy raises TypeError or OverflowError, building must raise the same;
@@ -181,7 +181,7 @@ def check_like_numpy(build, reference, inputs, backend, **tolerance):
     with quiet():
         out = build()
     got = assert_matches_numpy(out, inputs, expected, backend=backend, **tolerance)
-    if not tolerance:
+    if not tolerance and signed_zeros:
         assert_same_signed_zeros(got, expected)
     return got
 
@@ -825,7 +825,11 @@ def test_clip_matches_numpy(backend, data):
     hiv, hi, hiin = _operand(data, "hi", shi, BOUND_SCALARS, allow_none=True)
     assume(lo is not None or hi is not None)  # both None: see test_clip_without_bounds_is_x
     inputs = [(xv, x)] + loin + hiin
-    check_like_numpy(lambda: se.clip(xv, lov, hiv), lambda: np.asarray(np.clip(x, lo, hi)), inputs, backend)
+    # NumPy breaks a tie of zeros (clip(0.0, -0.0, 1.0)) one way for 0-d operands and the other for
+    # arrays; compiled backends follow the array loops, so a 0-d result's zero sign may differ.
+    signed_zeros = backend == "numpy" or np.ndim(x) > 0 or np.ndim(lo) > 0 or np.ndim(hi) > 0
+    check_like_numpy(lambda: se.clip(xv, lov, hiv), lambda: np.asarray(np.clip(x, lo, hi)), inputs, backend,
+                     signed_zeros=signed_zeros)
 
 
 def test_clip_examples(backend):

@@ -55,7 +55,7 @@ def test_an_all_constant_subgraph_folds_to_numpys_value(backend):
 def test_folded_constant_equals_the_node_value(build, expected, backend):
     var = build()
     if expected is None:
-        expected = se.function([], var, passes="none")()
+        expected = se.function([], var, passes="none", backend="numpy")()  # folding runs NumPy's perform
     f = se.function([], var, passes=["cleanup"], backend=backend)
     (out,) = f.fgraph.outputs
     assert isinstance(out, se.Constant)
@@ -231,4 +231,4 @@ def test_cse_needs_no_pass_and_rewrites_keep_it(backend):
     exps = [n for n in f.fgraph.toposort() if n.op.display_name() == "Exp"]
     assert len(exps) == 1
     a = np.linspace(-1, 1, 5).astype("float32")
-    np.testing.assert_array_equal(f(a), np.sin(np.exp(a)) + np.cos(np.exp(a)))
+    np.testing.assert_allclose(f(a), np.sin(np.exp(a)) + np.cos(np.exp(a)), rtol=1e-6)

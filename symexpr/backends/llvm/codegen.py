@@ -143,6 +143,9 @@ class ModuleGenerator:
         fnty = ir.FunctionType(VOID, [I8P] * len(buffers) + [I64, I64])
         fn = ir.Function(self.module, fnty, kernel.name)
         fn.linkage = "internal"
+        # Inlining a kernel into its segment gains nothing (one call per run) and makes
+        # the optimiser's time grow faster than linearly in the number of kernels.
+        fn.attributes.add("noinline")
         for arg in fn.args[: len(buffers)]:
             arg.add_attribute("noalias")
         return fn
