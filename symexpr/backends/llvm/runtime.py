@@ -6,6 +6,7 @@ import concurrent.futures
 import ctypes
 import glob
 import os
+import sys
 import threading
 
 import llvmlite.binding as llvm
@@ -145,28 +146,50 @@ class Executable:
         self.schedule = [
             (kind, module.entries[item] if kind == "native" else item, work) for (kind, item), work in zip(schedule, segment_work)
         ]
-        self._simple = len(self.schedule) == 1 and self.schedule[0][0] == "native"
+        #: The last output array of each slot and a free arena, reused when no one else holds them.
+        self._spares = [[] for _ in range(n_out)]
+        self._arenas = []
 
     def run(self, args):
-        outs = [np.empty(*self.output_shapes[i]) for i in range(self.n_outputs)]
-        if self.arena_bytes:
-            raw = np.empty(self.arena_bytes + 64, dtype=np.uint8)
-            start = (-raw.ctypes.data) % 64
-            arena = raw[start : start + self.arena_bytes]
-        else:
-            arena = _EMPTY
-        sync = np.zeros(max(self.n_segments, 1), dtype=np.int64)
-        arrays = (*args, *outs, *self.constants, arena, sync)
-        threads = get_num_threads()
-        for kind, item, work in self.schedule:
-            if kind == "native":
-                if threads > 1 and work >= PARALLEL_THRESHOLD:
-                    _run_parallel(item, arrays, threads)
+        outs = [self._output(i) for i in range(self.n_outputs)]
+        try:
+            arena = self._arenas.pop()
+        except IndexError:
+            arena = _aligned_bytes(self.arena_bytes) if self.arena_bytes else _EMPTY
+        try:
+            sync = np.zeros(max(self.n_segments, 1), dtype=np.int64)
+            arrays = (*args, *outs, *self.constants, arena, sync)
+            threads = get_num_threads()
+            for kind, item, work in self.schedule:
+                if kind == "native":
+                    if threads > 1 and work >= PARALLEL_THRESHOLD:
+                        _run_parallel(item, arrays, threads)
+                    else:
+                        item(arrays, 0, 1)
                 else:
-                    item(arrays, 0, 1)
-            else:
-                self._host(item, args, outs, arena)
+                    self._host(item, args, outs, arena)
+        finally:
+            if not self._arenas:
+                self._arenas.append(arena)
+        for i, out in enumerate(outs):
+            spares = self._spares[i]
+            if not spares:
+                spares.append(out)
         return [outs[i] for i in self.out_slots]
+
+    def _output(self, i):
+        """A fresh output array, or the previous call's if nothing else refers to it any more.
+
+        Reusing it skips the page faults (and the kernel's zeroing) of fresh memory,
+        which cost as much as the kernel itself for a large elementwise output.
+        Nothing can observe the reuse: the caller dropped every reference, views included.
+        """
+        try:
+            spare = self._spares[i].pop()  # atomic: concurrent calls never get the same array
+        except IndexError:
+            return np.empty(*self.output_shapes[i])
+        # references: ``spare`` and getrefcount's argument
+        return spare if sys.getrefcount(spare) == 2 else np.empty(*self.output_shapes[i])
 
     # -- host steps -----------------------------------------------------------------
     def _buffer_array(self, buf, args, outs, arena):
@@ -213,6 +236,12 @@ class Executable:
 
 
 _EMPTY = np.zeros(64, dtype=np.uint8)
+
+
+def _aligned_bytes(nbytes: int) -> np.ndarray:
+    raw = np.empty(nbytes + 64, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64
+    return raw[start : start + nbytes]
 
 
 _parallel_busy = threading.Lock()

@@ -1416,6 +1416,44 @@ def test_concurrent_calls_with_interleaved_pool_tasks(n_threads):
     assert proc.returncode == 0 and "ok" in proc.stdout, f"{proc.stdout}\n{proc.stderr[-2000:]}"
 
 
+# -- output and arena reuse ----------------------------------------------------------------------
+
+
+def test_results_the_caller_keeps_are_never_reused():
+    x = se.tensor("x", "float32", (None, None))
+    f = compiled([x], [x * 2, se.exp(x) + 1])  # a temp-free kernel and one with two outputs
+    a, b = np.ones((64, 64), "float32"), np.full((64, 64), 3.0, "float32")
+    first = f(a)
+    kept = [r.copy() for r in first]
+    second = f(b)
+    assert all(r1 is not r2 for r1, r2 in zip(first, second))
+    for r, k in zip(first, kept):
+        np.testing.assert_array_equal(r, k)
+    view = second[0][:3]  # a view keeps its base alive
+    saved = view.copy()
+    third = f(a)
+    np.testing.assert_array_equal(view, saved)
+    assert third[0] is not second[0]
+
+
+def test_a_dropped_result_is_reused_with_the_right_values():
+    x = se.tensor("x", "float64", (None,))
+    y = se.tensor("y", "float64", (None,))
+    t = se.exp(x) * y
+    f = compiled([x, y], [se.sum(t), t - 1, se.transpose(se.reshape(t, (4, -1)))], passes="none")  # temps in the arena
+    rng = rng_for("reuse")
+    addresses = set()
+    for _ in range(4):
+        a, b = rng.standard_normal(400), rng.standard_normal(400)
+        got = f(a, b)
+        addresses.add(got[1].ctypes.data)
+        want = reference([x, y], [se.sum(t), t - 1, se.transpose(se.reshape(t, (4, -1)))], a, b)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+        del got
+    assert len(addresses) == 1, "a dropped output should be reused"
+
+
 # -- 10. inspection -------------------------------------------------------------------------------
 
 
