@@ -188,8 +188,7 @@ class Executable:
             spare = self._spares[i].pop()  # atomic: concurrent calls never get the same array
         except IndexError:
             return np.empty(*self.output_shapes[i])
-        # references: ``spare`` and getrefcount's argument
-        return spare if sys.getrefcount(spare) == 2 else np.empty(*self.output_shapes[i])
+        return spare if sys.getrefcount(spare) == _SOLE_REFCOUNT else np.empty(*self.output_shapes[i])
 
     # -- host steps -----------------------------------------------------------------
     def _buffer_array(self, buf, args, outs, arena):
@@ -236,6 +235,20 @@ class Executable:
 
 
 _EMPTY = np.zeros(64, dtype=np.uint8)
+
+
+def _sole_refcount() -> int:
+    """What ``Executable._output`` sees for an array no one else refers to.
+
+    Measured with the same code shape rather than assumed, since interpreters
+    differ in whether a local variable and a call argument hold references.
+    """
+    spares = [np.empty(1)]
+    spare = spares.pop()
+    return sys.getrefcount(spare)
+
+
+_SOLE_REFCOUNT = _sole_refcount()
 
 
 def _aligned_bytes(nbytes: int) -> np.ndarray:

@@ -1454,6 +1454,19 @@ def test_a_dropped_result_is_reused_with_the_right_values():
     assert len(addresses) == 1, "a dropped output should be reused"
 
 
+def test_feeding_a_result_back_in_never_overwrites_it_while_it_is_read():
+    x = se.tensor("x", "float32", (None,))
+    f = compiled([x], x[::-1] * 2 + 1)  # reads the input backwards: any aliasing would show
+    a = np.arange(1000, dtype="float32")
+    want = a
+    got = a
+    for _ in range(5):
+        want = want[::-1] * 2 + 1
+        got = f(got)
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(f(f(a)), (a[::-1] * 2 + 1)[::-1] * 2 + 1)
+
+
 # -- 10. inspection -------------------------------------------------------------------------------
 
 
