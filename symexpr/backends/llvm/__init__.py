@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from symexpr.backends.llvm import runtime, scalar_ops, target
+from symexpr.backends.llvm import loader, runtime, scalar_ops, target
 from symexpr.backends.llvm.runtime import get_num_threads, set_num_threads
 from symexpr.kernel import lowerings  # noqa: F401  (registers the op lowerings)
 from symexpr.kernel.ir import GemmKernel, LoopKernel
@@ -126,7 +126,7 @@ class _Specialisation:
             object_code, _ = target.compile_ir(self._ir)
             if cache is not None:
                 cache.store(key, object_code, {"segments": len(self.segments), "steps": len(self.plan.steps)})
-        module = runtime.LoadedModule(object_code, len(self.segments)) if self.segments else None
+        module = loader.LoadedModule(object_code, len(self.segments)) if self.segments else None
         self.executable = runtime.Executable(fgraph, self.plan, schedule, module, work)
 
     @property

@@ -17,7 +17,6 @@ from symexpr.backends.llvm.codegen import GEMM_SYMBOLS
 from symexpr.graph.basic import Constant
 from symexpr.kernel.ir import HostStep
 
-_ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.py_object, ctypes.c_int64, ctypes.c_int64)
 
 #: Segments doing less work than this (scalar iterations) run on the calling thread only.
 PARALLEL_THRESHOLD = 1 << 16
@@ -105,24 +104,6 @@ def bind_blas() -> bool:
             return True
     return False
 
-
-
-# -- loading ---------------------------------------------------------------------------
-class LoadedModule:
-    """An object file linked into the process, with its entry points as ctypes functions."""
-
-    def __init__(self, object_code: bytes, n_segments: int):
-        target._initialised()
-        self._machine = target.create_target_machine()
-        self._engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), self._machine)
-        self._engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
-        self._engine.finalize_object()
-        self.entries = []
-        for k in range(n_segments):
-            address = self._engine.get_function_address(f"symexpr_seg{k}")
-            if not address:
-                raise RuntimeError(f"symexpr bug: entry point symexpr_seg{k} missing from the compiled module")
-            self.entries.append(_ENTRY(address))
 
 
 # -- the per-call driver ------------------------------------------------------------------
