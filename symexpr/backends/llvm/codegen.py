@@ -19,6 +19,7 @@ import numpy as np
 from llvmlite import ir
 
 from symexpr.backends.llvm import scalar_ops as so
+from symexpr.backends.llvm import target
 from symexpr.kernel.ir import GemmKernel, LoopKernel
 
 VOID = ir.VoidType()
@@ -101,10 +102,12 @@ def _combine(builder, kind, dtype, acc, value):
 class ModuleGenerator:
     """Builds the LLVM module of one plan."""
 
-    def __init__(self, plan, name: str, triple: str, object_layout: tuple[int, int]):
+    def __init__(self, plan, name: str, triple: str, object_layout: tuple[int, int], cpu_target=None):
         self.plan = plan
         self.module = ir.Module(name=name)
         self.module.triple = triple
+        # scalar_ops reads it to choose instructions the target has (e.g. native float16 conversions)
+        self.module.cpu_target = cpu_target or target.active_target()
         self.items_offset, self.data_offset = object_layout
         self.n_slots = self._slot_count()
 
@@ -342,9 +345,12 @@ class ModuleGenerator:
             b.position_at_end(done)
 
 
-def generate_module(plan, segments, name, triple, object_layout) -> str:
-    """LLVM IR text for ``plan``: one entry point per segment (a list of kernel steps)."""
-    gen = ModuleGenerator(plan, name, triple, object_layout)
+def generate_module(plan, segments, name, triple, object_layout, cpu_target=None) -> str:
+    """LLVM IR text for ``plan``: one entry point per segment (a list of kernel steps).
+
+    ``cpu_target`` (default: the active target) decides which instructions the IR may rely on.
+    """
+    gen = ModuleGenerator(plan, name, triple, object_layout, cpu_target)
     for k, steps in enumerate(segments):
         gen.segment(k, steps)
     return str(gen.module)

@@ -18,8 +18,11 @@ import functools
 import numpy as np
 from llvmlite import ir
 
+from symexpr.backends.llvm import target
+
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
+I16 = ir.IntType(16)
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 F16 = ir.HalfType()
@@ -55,11 +58,11 @@ def register_type(dtype: str) -> ir.Type:
 
 
 def memory_type(dtype: str) -> ir.Type:
-    """The IR type a value of ``dtype`` is stored as."""
+    """The IR type a value of ``dtype`` is stored as (float16 as its 16 bits)."""
     if dtype == "bool":
         return I8
     if dtype == "float16":
-        return F16
+        return I16
     return register_type(dtype)
 
 
@@ -67,7 +70,7 @@ def from_memory(builder, value, dtype):
     if dtype == "bool":
         return builder.icmp_unsigned("!=", value, ir.Constant(I8, 0))
     if dtype == "float16":
-        return builder.fpext(value, F32)
+        return half_to_float(builder, value)
     return value
 
 
@@ -75,15 +78,84 @@ def to_memory(builder, value, dtype):
     if dtype == "bool":
         return builder.zext(value, I8)
     if dtype == "float16":
-        return builder.fptrunc(value, F16)
+        return float_to_half(builder, value)
     return value
 
 
 def round_half(builder, value, dtype):
     """Round a float32 register value to float16 precision when ``dtype`` is float16."""
     if dtype == "float16":
-        return builder.fpext(builder.fptrunc(value, F16), F32)
+        return half_to_float(builder, float_to_half(builder, value))
     return value
+
+
+# -- float16 conversions ---------------------------------------------------------
+# Native only where the target has the instructions (F16C: float <-> half;
+# AVX512-FP16: double -> half); otherwise integer code that rounds to nearest
+# even exactly once, so no conversion ever becomes a compiler-rt call.
+def cpu_target(builder):
+    """The :class:`~symexpr.backends.llvm.target.CPUTarget` the module being built is for."""
+    found = getattr(builder.module, "cpu_target", None)
+    return found if found is not None else target.active_target()
+
+
+def _bits(builder, value, width):
+    return builder.bitcast(value, ir.IntType(width))
+
+
+def _ult(builder, a, c):
+    return builder.icmp_unsigned("<", a, ir.Constant(a.type, c))
+
+
+def _uge(builder, a, c):
+    return builder.icmp_unsigned(">=", a, ir.Constant(a.type, c))
+
+
+def half_to_float(builder, bits):
+    """float32 register value of the float16 whose bits are the i16 ``bits`` (exact)."""
+    if cpu_target(builder).has("f16c") or cpu_target(builder).has("avx512fp16"):
+        return builder.fpext(builder.bitcast(bits, F16), F32)
+    c = lambda v: ir.Constant(I32, v)  # noqa: E731
+    u = builder.zext(bits, I32)
+    sign = builder.shl(builder.and_(u, c(0x8000)), c(16))
+    em = builder.and_(u, c(0x7FFF))
+    shifted = builder.shl(em, c(13))
+    normal = builder.add(shifted, c((127 - 15) << 23))
+    nan_quiet = builder.select(builder.icmp_unsigned(">", em, c(0x7C00)), c(0x00400000), c(0))
+    special = builder.or_(builder.or_(shifted, c(0x7F800000)), nan_quiet)
+    tiny = builder.bitcast(builder.fmul(builder.uitofp(em, F32), ir.Constant(F32, 2.0**-24)), I32)
+    mag = builder.select(_ult(builder, em, 0x400), tiny, builder.select(_uge(builder, em, 0x7C00), special, normal))
+    return builder.bitcast(builder.or_(mag, sign), F32)
+
+
+def float_to_half(builder, value):
+    """i16 bits of the float16 nearest (ties to even) to the float or double register ``value``."""
+    wide = value.type == F64
+    t = cpu_target(builder)
+    if t.has("avx512fp16") or (not wide and t.has("f16c")):
+        return builder.bitcast(builder.fptrunc(value, F16), I16)
+    width, mbits, bias = (64, 52, 1023) if wide else (32, 23, 127)
+    ity = ir.IntType(width)
+    c = lambda v: ir.Constant(ity, v)  # noqa: E731
+    shift = mbits - 10
+    x = builder.bitcast(value, ity)
+    sign = builder.and_(x, c(1 << (width - 1)))
+    a = builder.xor(x, sign)
+    exp_all = ((1 << (width - 1 - mbits)) - 1) << mbits  # the infinity bit pattern
+    nan_bits = builder.or_(c(0x7E00), builder.and_(builder.lshr(a, c(shift)), c(0x3FF)))
+    big = builder.select(builder.icmp_unsigned(">", a, c(exp_all)), nan_bits, c(0x7C00))
+    # below 2**-14: add 2**(mbits-24), whose last place is float16's smallest subnormal, and read the count
+    magic = (bias + mbits - 24) << mbits
+    summed = builder.fadd(builder.bitcast(a, value.type), builder.bitcast(c(magic), value.type))
+    small = builder.sub(builder.bitcast(summed, ity), c(magic))
+    odd = builder.and_(builder.lshr(a, c(shift)), c(1))
+    rebiased = builder.add(builder.add(a, c(((15 - bias) << mbits) + (1 << (shift - 1)) - 1)), odd)
+    normal = builder.lshr(rebiased, c(shift))
+    mag = builder.select(
+        _uge(builder, a, (bias + 16) << mbits), big, builder.select(_ult(builder, a, (bias - 14) << mbits), small, normal)
+    )
+    out = builder.or_(mag, builder.lshr(sign, c(width - 16)))
+    return builder.trunc(out, I16)
 
 
 def constant(value, dtype) -> ir.Constant:
@@ -135,15 +207,14 @@ def cast(builder, value, src: str, dst: str):
         if src_ty == dst_ty:
             return round_half(builder, value, dst)
         if dst == "float16":  # float64 -> float16 rounds once, directly
-            return builder.fpext(builder.fptrunc(value, F16), F32)
+            return half_to_float(builder, float_to_half(builder, value))
         return builder.fpext(value, dst_ty) if dst_ty == F64 else builder.fptrunc(value, dst_ty)
     if is_float(dst):
-        out = builder.sitofp(value, dst_ty) if is_signed(src) else builder.uitofp(value, dst_ty)
         if dst == "float16":
-            # integer -> float16 rounds once: go through double, whose 53 bits hold int32 exactly
+            # integer -> float16 rounds once: through double, which holds every integer below float16's overflow
             wide = builder.sitofp(value, F64) if is_signed(src) else builder.uitofp(value, F64)
-            out = builder.fpext(builder.fptrunc(wide, F16), F32)
-        return out
+            return half_to_float(builder, float_to_half(builder, wide))
+        return builder.sitofp(value, dst_ty) if is_signed(src) else builder.uitofp(value, dst_ty)
     if is_float(src):
         return _float_to_int(builder, value, dst)
     src_w, dst_w = value.type.width, dst_ty.width
@@ -543,7 +614,24 @@ def _where(builder, op, args, arg_dtypes, out_dtype):
 def _round(builder, op, args, arg_dtypes, out_dtype):
     # np.round (not a ufunc): half to even for floats, the value itself for integers.
     x = cast(builder, args[0], arg_dtypes[0], out_dtype)
-    return _float_unary("roundeven")(builder, [x], out_dtype), out_dtype
+    if not is_float(out_dtype) or cpu_target(builder).has("sse4.1"):
+        return _float_unary("roundeven")(builder, [x], out_dtype), out_dtype
+    return _roundeven_by_addition(builder, x), out_dtype
+
+
+def _roundeven_by_addition(builder, x):
+    """Round half to even without SSE4.1's ``roundps`` (LLVM would call libm's ``roundevenf``).
+
+    Below 2**p (p = mantissa bits), adding and subtracting 2**p rounds to an
+    integer in the default rounding mode, which is to nearest even; larger
+    magnitudes (and NaN, inf) are integers already.
+    """
+    ty = x.type
+    big = _fconst(ty, 2.0**52 if ty == F64 else 2.0**23)
+    ax = _intrinsic(builder, "fabs", ty, [x])
+    rounded = builder.fsub(builder.fadd(ax, big), big)
+    signed = _intrinsic(builder, "copysign", ty, [rounded, x])
+    return builder.select(builder.fcmp_ordered("<", ax, big), signed, x)
 
 
 _OTHERS = {
