@@ -30,6 +30,9 @@ I32 = so.I32
 #: Names of the BLAS routines compiled code calls (bound with ``llvm.add_symbol``).
 GEMM_SYMBOLS = {"float32": "symexpr_cblas_sgemm", "float64": "symexpr_cblas_dgemm"}
 
+#: Rounds a thread waiting at a barrier spins before it starts yielding its core (about 10-50 us).
+SPINS_BEFORE_YIELD = 2000
+
 
 def _i64(v) -> ir.Constant:
     return ir.Constant(I64, int(v))
@@ -78,6 +81,25 @@ def _accumulator_init(acc) -> ir.Constant:
         return so.constant(float("-inf") if acc.kind == "max" else float("inf"), dtype)
     info = np.iinfo(dtype)
     return so.constant(info.min if acc.kind == "max" else info.max, dtype)
+
+
+#: Elements a float sum adds into one partial sum before compensated addition into the total.
+SUM_BLOCK = 1024
+
+
+def _compensated(acc) -> bool:
+    return acc.kind == "sum" and so.is_float(acc.dtype)
+
+
+def _neumaier_add(b, total_slot, comp_slot, x):
+    """``total += x`` keeping the rounding error in ``comp`` (Neumaier); no fast-math flags, so LLVM keeps the order."""
+    s = b.load(total_slot)
+    t = b.fadd(s, x)
+    fabs = lambda v: so._intrinsic(b, "fabs", v.type, [v])  # noqa: E731
+    big_s = b.fcmp_ordered(">=", fabs(s), fabs(x))
+    err = b.select(big_s, b.fadd(b.fsub(s, t), x), b.fadd(b.fsub(x, t), s))
+    b.store(b.fadd(b.load(comp_slot), err), comp_slot)
+    b.store(t, total_slot)
 
 
 def _combine(builder, kind, dtype, acc, value):
@@ -164,11 +186,15 @@ class ModuleGenerator:
         start, stop = fn.args[len(buffers)], fn.args[len(buffers) + 1]
         n_outer = len(kernel.outer)
         max_inner = max((len(p.inner) for p in kernel.phases), default=0)
-        counters = [b.alloca(I64, name=f"i{d}") for d in range(n_outer + max_inner)]
+        counters = [b.alloca(I64, name=f"i{d}") for d in range(n_outer + max_inner + 1)]
         accs = {}
+        self._compensated = {}
         for p, phase in enumerate(kernel.phases):
             for k, acc in enumerate(phase.accumulators):
-                accs[(p, k)] = b.alloca(so.register_type(acc.dtype), name=f"acc{p}_{k}")
+                ty = so.register_type(acc.dtype)
+                accs[(p, k)] = b.alloca(ty, name=f"acc{p}_{k}")
+                if _compensated(acc) and phase.inner:
+                    self._compensated[(p, k)] = (b.alloca(ty, name=f"part{p}_{k}"), b.alloca(ty, name=f"comp{p}_{k}"))
 
         def outer(d, index):
             if d == n_outer:
@@ -187,15 +213,57 @@ class ModuleGenerator:
         for k, acc in enumerate(phase.accumulators):
             b.store(_accumulator_init(acc), accs[(p, k)])
         n_outer = len(outer_index)
+        compensated = {key: slots for key, slots in self._compensated.items() if key[0] == p}
+        if not compensated:
+
+            def inner(d, index):
+                if d == len(phase.inner):
+                    self._body(b, p, phase, index, pointers, accs)
+                    return
+                with _Loop(b, counters[n_outer + d], _i64(0), _i64(phase.inner[d])) as i:
+                    inner(d + 1, index + [i])
+
+            inner(0, list(outer_index))
+            return
+        # Float sums: the innermost loop adds into a partial sum (reassociated, so it vectorises)
+        # over blocks of at most SUM_BLOCK elements, and each block's partial sum is added to the
+        # total with Neumaier's compensation: about as accurate as NumPy's pairwise summation.
+        body_accs = dict(accs)
+        for key, (partial, comp) in compensated.items():
+            body_accs[key] = partial
+            b.store(ir.Constant(partial.type.pointee, 0.0), comp)
+        last = len(phase.inner) - 1
+        extent = phase.inner[last]
+        n_full, tail = divmod(extent, SUM_BLOCK)
+
+        def run_block(lo, hi, index):
+            for partial, _ in compensated.values():
+                b.store(ir.Constant(partial.type.pointee, 0.0), partial)
+            with _Loop(b, counters[n_outer + last], lo, hi) as i:
+                self._body(b, p, phase, index + [i], pointers, body_accs)
+            for key, (partial, comp) in compensated.items():
+                _neumaier_add(b, accs[key], comp, b.load(partial))
 
         def inner(d, index):
-            if d == len(phase.inner):
-                self._body(b, p, phase, index, pointers, accs)
-                return
-            with _Loop(b, counters[n_outer + d], _i64(0), _i64(phase.inner[d])) as i:
-                inner(d + 1, index + [i])
+            if d < last:
+                with _Loop(b, counters[n_outer + d], _i64(0), _i64(phase.inner[d])) as i:
+                    inner(d + 1, index + [i])
+            else:
+                # full blocks, then the rest: each inner loop has a trip count LLVM knows
+                if n_full == 1:
+                    run_block(_i64(0), _i64(SUM_BLOCK), index)
+                elif n_full > 1:
+                    with _Loop(b, counters[n_outer + last + 1], _i64(0), _i64(n_full)) as blk:
+                        lo = b.mul(blk, _i64(SUM_BLOCK))
+                        run_block(lo, b.add(lo, _i64(SUM_BLOCK)), index)
+                if tail or not n_full:
+                    run_block(_i64(n_full * SUM_BLOCK), _i64(extent), index)
 
         inner(0, list(outer_index))
+        for key, (_, comp) in compensated.items():
+            total = b.load(accs[key])
+            finite = b.fcmp_ordered("<", so._intrinsic(b, "fabs", total.type, [total]), ir.Constant(total.type, float("inf")))
+            b.store(b.select(finite, b.fadd(total, b.load(comp)), total), accs[key])
 
     def _address(self, b, access, index, pointers):
         offset = _i64(access.offset)
@@ -305,6 +373,7 @@ class ModuleGenerator:
             return base
 
         counter = b.bitcast(b.gep(slot_data(self.sync_slot), [_i64(8 * k)]), I64.as_pointer())
+        self._spin_counter = b.alloca(I64, name="spins")
         one_thread = b.icmp_signed("<=", nthreads, _i64(1))
         for n, step in enumerate(steps):
             self._current_kernel = step
@@ -325,22 +394,42 @@ class ModuleGenerator:
         return fn
 
     def _barrier(self, b, counter, nthreads, one_thread, n):
+        """Wait until every thread has finished kernel ``n``.
+
+        Spin (with ``pause``) for :data:`SPINS_BEFORE_YIELD` rounds, then call
+        ``sched_yield`` between checks: with more threads than free cores the
+        threads being waited for need the core a spinning thread would hold.
+        """
         with b.if_then(b.not_(one_thread)):
             b.atomic_rmw("add", counter, _i64(1), "seq_cst")
-            target = b.mul(nthreads, _i64(n + 1))
+            target_count = b.mul(nthreads, _i64(n + 1))
+            spins = self._spin_counter
+            b.store(_i64(0), spins)
             head = b.append_basic_block("barrier.wait")
             spin = b.append_basic_block("barrier.spin")
+            pause_block = b.append_basic_block("barrier.pause")
+            yield_block = b.append_basic_block("barrier.yield")
             done = b.append_basic_block("barrier.done")
             b.branch(head)
             b.position_at_end(head)
             seen = b.load_atomic(counter, "acquire", 8)
-            b.cbranch(b.icmp_signed("<", seen, target), spin, done)
+            b.cbranch(b.icmp_signed("<", seen, target_count), spin, done)
             b.position_at_end(spin)
+            count = b.load(spins)
+            b.store(b.add(count, _i64(1)), spins)
+            b.cbranch(b.icmp_signed("<", count, _i64(SPINS_BEFORE_YIELD)), pause_block, yield_block)
+            b.position_at_end(pause_block)
             if self.module.triple.startswith(("x86_64", "i686", "i386")):
                 pause = self.module.globals.get("llvm.x86.sse2.pause") or ir.Function(
                     self.module, ir.FunctionType(VOID, []), "llvm.x86.sse2.pause"
                 )
                 b.call(pause, [])
+            b.branch(head)
+            b.position_at_end(yield_block)
+            sched_yield = self.module.globals.get("sched_yield") or ir.Function(
+                self.module, ir.FunctionType(I32, []), "sched_yield"
+            )
+            b.call(sched_yield, [])
             b.branch(head)
             b.position_at_end(done)
 
