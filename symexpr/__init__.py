@@ -10,13 +10,12 @@ compile it with :func:`function`::
 """
 
 from symexpr import dtypes, passes
+from symexpr._version import __version__
 from symexpr.backends import available_backends, get_backend, register_backend
-from symexpr.compile.function import Function, function
+from symexpr.compile import Function, function
 from symexpr.graph.basic import Apply, Constant, Op, Variable
 from symexpr.graph.fgraph import FunctionGraph
 from symexpr.graph.type import TensorType
 from symexpr.ops import *  # noqa: F401,F403  (the op library is the public API)
 from symexpr.printing import debugprint, pprint, to_dot, to_networkx
 from symexpr.symbols import matrix, scalar, tensor, vector
-
-__version__ = "0.1.0"

@@ -3,6 +3,10 @@
 Each accepts a variable, a list of variables, a :class:`~symexpr.Function`
 (its compiled, rewritten graph) or a :class:`~symexpr.graph.fgraph.FunctionGraph`.
 Every traversal is iterative, so very deep graphs print without recursion.
+
+This module sits above the compiler (it prints compiled :class:`~symexpr.Function`
+objects); the infix formatting it shares with lower layers lives in
+:mod:`symexpr.graph.text`.
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ import shutil
 import subprocess
 import sys
 
-from symexpr.graph.basic import Apply, Constant, Variable, _short_value
+from symexpr.compile.function import Function
+from symexpr.graph.basic import Constant, Variable
 from symexpr.graph.fgraph import FunctionGraph
+from symexpr.graph.text import infix_text
+from symexpr.graph.text import root_label as _root_label
+from symexpr.graph.text import wrap_operands  # noqa: F401  (re-exported: it used to live here)
 from symexpr.graph.traversal import toposort
 from symexpr.graph.type import format_shape
 
 
 def _outputs_of(obj, what: str) -> list[Variable]:
-    from symexpr.compile.function import Function
-
     if isinstance(obj, Variable):
         return [obj]
     if isinstance(obj, Function):
@@ -40,16 +46,6 @@ def _id_label(n: int) -> str:
         n, r = divmod(n - 1, 26)
         label = chr(65 + r) + label
     return label
-
-
-def _root_label(var: Variable) -> str:
-    if var.name:
-        return var.name
-    if isinstance(var, Constant):
-        if var.data.size <= 4:
-            return _short_value(var.data)
-        return f"Constant{{{format_shape(var.data.shape)}}}"
-    return "<input>"
 
 
 def _node_key(var: Variable) -> int:
@@ -139,8 +135,6 @@ def debugprint(obj, file=None, max_depth: int = 64, print_type: bool = True, rew
                 branch, indent = (" └─ ", "   ") if i == last else (" ├─ ", " │ ")
                 stack.append((node.inputs[i], rest + branch, rest + indent, depth + 1, False))
     if rewrites:
-        from symexpr.compile.function import Function
-
         if not isinstance(obj, Function):
             raise TypeError(f"debugprint: rewrites=True needs a Function, got {type(obj).__name__}")
         lines.append(f"Rewrites ({len(obj.rewrite_log)}):")
@@ -153,39 +147,6 @@ def debugprint(obj, file=None, max_depth: int = 64, print_type: bool = True, rew
 
 # -- pprint ---------------------------------------------------------------------
 
-_ATOM = 100
-_COMPARISON = 30
-
-
-def _wrap(text: str, prec: int, need: int) -> str:
-    return f"({text})" if prec < need else text
-
-
-def wrap_operands(prec: int, parts: list[tuple[str, int]]) -> list[str]:
-    """Operand texts of an operator of precedence ``prec``, parenthesised where Python needs it.
-
-    ``parts`` are the operands' ``(text, precedence)``.  Binary operators are
-    left-associative except ``**``; comparisons do not chain.
-    """
-    if prec >= _ATOM:  # function-call syntax: arguments never need parentheses
-        return [t for t, _ in parts]
-    args = []
-    for i, (t, p) in enumerate(parts):
-        need = prec
-        if len(parts) == 2 and prec == _COMPARISON:
-            need = prec + 1  # Python chains comparisons: (a < b) < c must keep its parentheses
-        elif len(parts) == 2:
-            right_assoc = prec == 90  # **
-            need = prec + (1 if (i == 1) != right_assoc else 0)
-        args.append(_wrap(t, p, need))
-    return args
-
-
-def _pp_node(node: Apply, parts: list[tuple[str, int]]) -> tuple[str, int]:
-    """Infix text of a node from its inputs' ``(text, precedence)`` pairs."""
-    _, prec = node.op.pprint(node, ["_"] * len(parts))
-    return node.op.pprint(node, wrap_operands(prec, parts))
-
 
 def pprint(obj, max_shared_len: int = 40) -> str:
     """Infix text of a graph, e.g. ``sum(softmax(x @ w + b, axis=1), axis=(0,))``.
@@ -194,34 +155,7 @@ def pprint(obj, max_shared_len: int = 40) -> str:
     ``max_shared_len`` is printed once as ``t1 = ...`` and named after.
     Unnamed inputs print as ``<input>``.
     """
-    outputs = _outputs_of(obj, "pprint")
-    order = toposort(outputs)
-    uses: dict[int, int] = {}
-    for node in order:
-        for var in node.inputs:
-            uses[id(var)] = uses.get(id(var), 0) + 1
-    texts: dict[int, tuple[str, int]] = {}
-    bindings: list[str] = []
-
-    def text_of(var: Variable) -> tuple[str, int]:
-        if id(var) in texts:
-            return texts[id(var)]
-        label = _root_label(var)
-        return label, 80 if label.startswith("-") else _ATOM
-
-    for node in order:
-        parts = [text_of(v) for v in node.inputs]
-        for var in node.outputs:
-            text, prec = _pp_node(node, parts)
-            if len(node.outputs) > 1:
-                text, prec = f"{_wrap(text, prec, _ATOM)}[{var.index}]", _ATOM
-            if uses.get(id(var), 0) > 1 and len(text) > max_shared_len:
-                name = f"t{len(bindings) + 1}"
-                bindings.append(f"{name} = {text}")
-                text, prec = name, _ATOM
-            texts[id(var)] = (text, prec)
-    lines = bindings + [text_of(v)[0] for v in outputs]
-    return "\n".join(lines)
+    return infix_text(_outputs_of(obj, "pprint"), max_shared_len)
 
 
 # -- Graphviz and networkx -------------------------------------------------------

@@ -21,13 +21,6 @@ from symexpr.graph.type import TensorType, format_shape
 _intern_lock = threading.Lock()
 
 
-def _ops():
-    # The tensor API is imported lazily: it is built on top of this module.
-    from symexpr import ops
-
-    return ops
-
-
 class Variable:
     """A symbolic tensor: the output of an :class:`Apply`, an input, or a :class:`Constant`.
 
@@ -43,11 +36,13 @@ class Variable:
         Display name.
 
     Variables behave like NumPy arrays: arithmetic, comparisons, ``@``,
-    indexing, ``.T``, ``.sum()``, ``.reshape()`` and friends build new graph nodes.
+    indexing, ``.T``, ``.sum()``, ``.reshape()`` and friends build new graph nodes,
+    and ``.eval()`` computes a value.  Those methods belong to higher layers
+    and are added to this class with :func:`extend_variable`: the operators by
+    :mod:`symexpr.ops.variable`, ``eval`` by :mod:`symexpr.compile.evaluate`.
     """
 
     __slots__ = ("type", "owner", "index", "name", "__weakref__")
-    __array_ufunc__ = None  # make NumPy defer to our reflected operators
     __hash__ = object.__hash__  # identity: nodes are hash-consed
 
     def __init__(self, type: TensorType, owner: "Apply | None" = None, index: int | None = None, name=None):
@@ -83,10 +78,6 @@ class Variable:
     def ndim(self) -> int:
         return self.type.ndim
 
-    @property
-    def T(self) -> "Variable":
-        return _ops().transpose(self)
-
     def __repr__(self):
         label = self.name or (self.owner.op.display_name() if self.owner is not None else "Variable")
         return f"<{label}: {self.type}>"
@@ -107,165 +98,42 @@ class Variable:
             raise TypeError("len(): the first dimension is not known until the function runs")
         return self.shape[0]
 
-    # -- arithmetic -------------------------------------------------------------
-    def __add__(self, other):
-        return _ops().add(self, other)
 
-    def __radd__(self, other):
-        return _ops().add(other, self)
+#: Attributes that :func:`extend_variable` may not replace: the graph layer's own.
+_CORE_ATTRIBUTES = frozenset(vars(Variable)) | {"__init__", "__new__", "__setattr__", "__class__"}
+#: What Python puts in every class's namespace; never copied.
+_CLASS_BOOKKEEPING = frozenset(vars(type("_Empty", (), {}))) | {"__slots__"}
+#: Which mixin added each extension attribute.
+_extensions: dict[str, type] = {}
 
-    def __sub__(self, other):
-        return _ops().sub(self, other)
 
-    def __rsub__(self, other):
-        return _ops().sub(other, self)
+def extend_variable(mixin: type) -> None:
+    """Add the methods and class attributes of ``mixin`` to :class:`Variable` (and so to every subclass).
 
-    def __mul__(self, other):
-        return _ops().mul(self, other)
+    This is how layers above the graph give variables their API without this
+    module importing them: the op library adds the NumPy-style operators
+    (:mod:`symexpr.ops.variable`), the compiler adds ``eval``
+    (:mod:`symexpr.compile.evaluate`).  ``mixin`` is a plain class with
+    ``__slots__ = ()`` whose methods do not use ``super()``.
 
-    def __rmul__(self, other):
-        return _ops().mul(other, self)
-
-    def __truediv__(self, other):
-        return _ops().true_div(self, other)
-
-    def __rtruediv__(self, other):
-        return _ops().true_div(other, self)
-
-    def __floordiv__(self, other):
-        return _ops().floor_div(self, other)
-
-    def __rfloordiv__(self, other):
-        return _ops().floor_div(other, self)
-
-    def __mod__(self, other):
-        return _ops().mod(self, other)
-
-    def __rmod__(self, other):
-        return _ops().mod(other, self)
-
-    def __pow__(self, other):
-        return _ops().power(self, other)
-
-    def __rpow__(self, other):
-        return _ops().power(other, self)
-
-    def __matmul__(self, other):
-        return _ops().matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return _ops().matmul(other, self)
-
-    def __neg__(self):
-        return _ops().neg(self)
-
-    def __pos__(self):
-        return self
-
-    def __abs__(self):
-        return _ops().abs(self)
-
-    def __round__(self, ndigits=None):
-        if ndigits not in (None, 0):
-            raise TypeError("round(): only rounding to an integer value (ndigits=None) is supported")
-        return _ops().round(self)
-
-    def __invert__(self):
-        return _ops().invert(self)
-
-    def __and__(self, other):
-        return _ops().bitwise_and(self, other)
-
-    def __rand__(self, other):
-        return _ops().bitwise_and(other, self)
-
-    def __or__(self, other):
-        return _ops().bitwise_or(self, other)
-
-    def __ror__(self, other):
-        return _ops().bitwise_or(other, self)
-
-    def __xor__(self, other):
-        return _ops().bitwise_xor(self, other)
-
-    def __rxor__(self, other):
-        return _ops().bitwise_xor(other, self)
-
-    # -- comparisons (elementwise, like NumPy) ----------------------------------
-    def __lt__(self, other):
-        return _ops().less(self, other)
-
-    def __le__(self, other):
-        return _ops().less_equal(self, other)
-
-    def __gt__(self, other):
-        return _ops().greater(self, other)
-
-    def __ge__(self, other):
-        return _ops().greater_equal(self, other)
-
-    def __eq__(self, other):
-        return _ops().equal(self, other)
-
-    def __ne__(self, other):
-        return _ops().not_equal(self, other)
-
-    # -- methods ----------------------------------------------------------------
-    def __getitem__(self, index):
-        return _ops().getitem(self, index)
-
-    def sum(self, axis=None, keepdims=False):
-        return _ops().sum(self, axis=axis, keepdims=keepdims)
-
-    def prod(self, axis=None, keepdims=False):
-        return _ops().prod(self, axis=axis, keepdims=keepdims)
-
-    def max(self, axis=None, keepdims=False):
-        return _ops().max(self, axis=axis, keepdims=keepdims)
-
-    def min(self, axis=None, keepdims=False):
-        return _ops().min(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        return _ops().mean(self, axis=axis, keepdims=keepdims)
-
-    def var(self, axis=None, keepdims=False, ddof=0):
-        return _ops().var(self, axis=axis, keepdims=keepdims, ddof=ddof)
-
-    def argmax(self, axis=None, keepdims=False):
-        return _ops().argmax(self, axis=axis, keepdims=keepdims)
-
-    def argmin(self, axis=None, keepdims=False):
-        return _ops().argmin(self, axis=axis, keepdims=keepdims)
-
-    def reshape(self, *shape):
-        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
-            shape = shape[0]
-        return _ops().reshape(self, shape)
-
-    def transpose(self, *axes):
-        if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], (int, np.integer))):
-            axes = axes[0]
-        return _ops().transpose(self, axes or None)
-
-    def astype(self, dtype):
-        return _ops().cast(self, dtype)
-
-    def squeeze(self, axis=None):
-        return _ops().squeeze(self, axis)
-
-    def eval(self, inputs: dict | None = None):
-        """Evaluate with the NumPy reference backend.
-
-        Parameters
-        ----------
-        inputs : dict, optional
-            Maps each input variable this one depends on to its array.
-        """
-        from symexpr.compile.function import function
-
-        inputs = inputs or {}
-        return function(list(inputs), self, backend="numpy")(*inputs.values())
+    Raises
+    ------
+    ValueError
+        If ``mixin`` would replace an attribute the graph layer defines, or one
+        another mixin added (re-installing the same mixin is allowed).
+    """
+    members = {k: v for k, v in vars(mixin).items() if k not in _CLASS_BOOKKEEPING}
+    if "__eq__" in members and members.get("__hash__") is None:
+        members.pop("__hash__", None)  # Python's implicit __hash__ = None beside __eq__: keep identity hashing
+    for name in members:
+        if name in _CORE_ATTRIBUTES:
+            raise ValueError(f"extend_variable: {mixin.__name__}.{name} would replace Variable.{name}")
+        owner = _extensions.get(name)
+        if owner is not None and (owner.__module__, owner.__qualname__) != (mixin.__module__, mixin.__qualname__):
+            raise ValueError(f"extend_variable: {mixin.__name__}.{name} would replace {owner.__name__}.{name}")
+    for name, value in members.items():
+        setattr(Variable, name, value)
+        _extensions[name] = mixin
 
 
 class Constant(Variable):

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from symexpr.graph.basic import Apply, Constant, Variable
+from symexpr.graph.text import infix_text
 from symexpr.graph.traversal import graph_inputs, toposort
 
 
@@ -19,9 +20,8 @@ class RewriteRecord:
     after: Variable
 
     def __str__(self):
-        from symexpr.printing import pprint
-
-        return f"{self.pass_name}: {self.rule}: {_short(pprint(self.before))} -> {_short(pprint(self.after))}"
+        before, after = infix_text([self.before]), infix_text([self.after])
+        return f"{self.pass_name}: {self.rule}: {_short(before)} -> {_short(after)}"
 
 
 def _short(text: str, limit: int = 120) -> str:

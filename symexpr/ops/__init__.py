@@ -1,5 +1,7 @@
 """The op library: every function that builds graph nodes."""
 
+# First, so that variables have their operators (x + 1, x.sum(), ...) before any op is built.
+from symexpr.ops import variable as _variable  # noqa: F401  (adds TensorOperators to Variable)
 from symexpr.ops.convert import as_tensor, constant
 from symexpr.ops.elemwise import (
     Elemwise,

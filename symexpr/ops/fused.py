@@ -14,6 +14,7 @@ import numpy as np
 
 from symexpr.dtypes import canonical_dtype
 from symexpr.graph.basic import Apply, Op
+from symexpr.graph.text import wrap_operands
 from symexpr.graph.type import TensorType
 from symexpr.ops.convert import as_tensor
 from symexpr.ops.elemwise import broadcast_concrete, broadcast_static
@@ -76,8 +77,6 @@ def short_program_text(program, limit: int = 160) -> str:
 
 
 def _scalar_text(op, parts):
-    from symexpr.printing import wrap_operands
-
     if op.symbol is not None and len(parts) in (1, 2):
         args = wrap_operands(op.precedence, parts)
         text = f"{args[0]} {op.symbol} {args[1]}" if len(args) == 2 else f"{op.symbol}{args[0]}"
