@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from symexpr.dtypes import canonical_dtype, is_int, is_python_scalar
+from symexpr.dtypes import canonical_dtype, float_result, is_int, is_python_scalar
 from symexpr.graph.basic import Apply, Op, Variable
 from symexpr.graph.type import TensorType, format_shape
 from symexpr.ops import scalar as ps
@@ -72,10 +72,10 @@ class Elemwise(Op):
         return [broadcast_concrete(input_shapes)]
 
     def decompose(self, node):
-        out = self.scalar_op.decompose(*node.inputs)
-        if out is None:
+        build = _DECOMPOSITIONS.get((self.scalar_op.name, self.scalar_op.params))
+        if build is None:
             return None
-        return [cast(out, node.outputs[0].dtype)]
+        return [cast(build(*node.inputs), node.outputs[0].dtype)]
 
     def pprint(self, node, args):
         op = self.scalar_op
@@ -242,3 +242,43 @@ def cast(x, dtype) -> Variable:
     if x.dtype == dtype:
         return x
     return Elemwise(ps.Cast(dtype))(x)
+
+
+# -- decompositions of the composite scalar ops into primitives -----------------------------
+def _in_float_work(build):
+    """``build`` applied as ``FloatFunction.impl`` computes: float16 (and ints) in at least float32."""
+
+    def apply(x):
+        out = float_result(x.dtype)
+        work = canonical_dtype(np.promote_types(out, np.float32))
+        return cast(build(cast(x, work)), out)
+
+    return apply
+
+
+def _sigmoid_parts(x):
+    # The same stable two-branch form as the reference: exp(-|x|) never overflows,
+    # and e / (1 + e) keeps the tail for large negative x.
+    e = exp(-abs(x))
+    return where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _gelu_parts(approximate):
+    def build(x):
+        if approximate == "tanh":
+            return 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * (x * x * x))))
+        return 0.5 * x * (1 + erf(x * 0.7071067811865476))
+
+    return build
+
+
+#: ``(scalar op name, params) -> builder`` of the same function from primitive ops.
+_DECOMPOSITIONS = {
+    (ps.sigmoid.name, ps.sigmoid.params): _in_float_work(_sigmoid_parts),
+    (ps.silu.name, ps.silu.params): _in_float_work(lambda x: x * sigmoid(x)),
+    (ps.rsqrt.name, ps.rsqrt.params): _in_float_work(lambda x: 1 / sqrt(x)),
+    (ps.gelu_erf.name, ps.gelu_erf.params): _in_float_work(_gelu_parts("none")),
+    (ps.gelu_tanh.name, ps.gelu_tanh.params): _in_float_work(_gelu_parts("tanh")),
+    (ps.relu.name, ps.relu.params): lambda x: maximum(x, 0),
+    (ps.clip.name, ps.clip.params): lambda x, lo, hi: minimum(maximum(x, lo), hi),
+}

@@ -7,7 +7,8 @@ broadcasting, and fused kernels (a later pass) hold programs of them.  Each has
 - ``impl(*arrays)``: the NumPy reference, returning exactly NumPy's dtype;
 - ``out_dtype(*dtypes)``: that dtype, found by running ``impl`` on one-element
   arrays, so inference agrees with NumPy by construction;
-- optionally ``decompose(*vars)``: the same function built from primitives.
+and the tensor-level decompositions of the composite ones (``sigmoid``,
+``gelu``, ``clip``, ...) into primitives live in :mod:`symexpr.ops.elemwise`.
 
 Functions without a NumPy counterpart (``sigmoid``, ``erf``, ``gelu``, ``silu``,
 ``rsqrt``) compute float16 in float32 and round once; integer and bool inputs
@@ -60,10 +61,6 @@ class ScalarOp:
         """The result dtype for these input dtypes (``TypeError`` if NumPy has none)."""
         return _probe_dtype(self, tuple(dtypes))
 
-    def decompose(self, *inputs):
-        """The same function of ``inputs`` built from primitive ops, or ``None``."""
-        return None
-
 
 @lru_cache(maxsize=4096)
 def _probe_dtype(op: ScalarOp, dtypes: tuple) -> str:
@@ -94,24 +91,14 @@ class UfuncOp(ScalarOp):
 class FloatFunction(ScalarOp):
     """A float function without a NumPy ufunc, computed in at least float32."""
 
-    def __init__(self, name, compute, decompose=None, **params):
+    def __init__(self, name, compute, **params):
         super().__init__(name, nin=1, **params)
         self._compute = compute
-        self._decompose = decompose
 
     def impl(self, x):
         out_dtype = float_result(x.dtype.name)
         work = np.promote_types(out_dtype, np.float32)
         return np.asarray(self._compute(np.asarray(x, dtype=work))).astype(out_dtype, copy=False)
-
-    def decompose(self, x):
-        if self._decompose is None:
-            return None
-        from symexpr import ops
-
-        out = float_result(x.dtype)
-        work = canonical_dtype(np.promote_types(out, np.float32))  # as impl: float16 in float32
-        return ops.cast(self._decompose(ops.cast(x, work)), out)
 
 
 def _erf(x):
@@ -165,11 +152,6 @@ class Relu(ScalarOp):
     def impl(self, x):
         return np.maximum(x, np.zeros((), dtype=x.dtype))
 
-    def decompose(self, x):
-        from symexpr import ops
-
-        return ops.maximum(x, 0)
-
 
 class Clip(ScalarOp):
     """``minimum(maximum(x, lo), hi)``, NumPy's ``clip``; NaN in ``x`` propagates."""
@@ -180,11 +162,6 @@ class Clip(ScalarOp):
     def impl(self, x, lo, hi):
         return np.clip(x, lo, hi)
 
-    def decompose(self, x, lo, hi):
-        from symexpr import ops
-
-        return ops.minimum(ops.maximum(x, lo), hi)
-
 
 class Where(ScalarOp):
     """``where(cond, a, b)``: ``a`` where ``cond`` is true (nonzero), else ``b``."""
@@ -194,38 +171,6 @@ class Where(ScalarOp):
 
     def impl(self, cond, a, b):
         return np.where(cond, a, b)
-
-
-def _decompose_sigmoid(x):
-    from symexpr import ops
-
-    # The same stable two-branch form as the reference: exp(-|x|) never overflows,
-    # and e / (1 + e) keeps the tail for large negative x.
-    e = ops.exp(-ops.abs(x))
-    return ops.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def _decompose_silu(x):
-    from symexpr import ops
-
-    return x * ops.sigmoid(x)
-
-
-def _decompose_rsqrt(x):
-    from symexpr import ops
-
-    return 1 / ops.sqrt(x)
-
-
-def _decompose_gelu(approximate):
-    def build(x):
-        from symexpr import ops
-
-        if approximate == "tanh":
-            return 0.5 * x * (1 + ops.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * (x * x * x))))
-        return 0.5 * x * (1 + ops.erf(x * _SQRT_HALF))
-
-    return build
 
 
 def _binary(name, ufunc, symbol=None, precedence=100, commutative=False, associative=False):
@@ -271,12 +216,12 @@ isnan = UfuncOp("isnan", np.isnan)
 isinf = UfuncOp("isinf", np.isinf)
 isfinite = UfuncOp("isfinite", np.isfinite)
 
-sigmoid = FloatFunction("sigmoid", _sigmoid, _decompose_sigmoid)
+sigmoid = FloatFunction("sigmoid", _sigmoid)
 erf = FloatFunction("erf", _erf)
-rsqrt = FloatFunction("rsqrt", lambda x: 1 / np.sqrt(x), _decompose_rsqrt)
-silu = FloatFunction("silu", lambda x: x * _sigmoid(x), _decompose_silu)
-gelu_erf = FloatFunction("gelu", _gelu_erf, _decompose_gelu("none"), approximate="none")
-gelu_tanh = FloatFunction("gelu", _gelu_tanh, _decompose_gelu("tanh"), approximate="tanh")
+rsqrt = FloatFunction("rsqrt", lambda x: 1 / np.sqrt(x))
+silu = FloatFunction("silu", lambda x: x * _sigmoid(x))
+gelu_erf = FloatFunction("gelu", _gelu_erf, approximate="none")
+gelu_tanh = FloatFunction("gelu", _gelu_tanh, approximate="tanh")
 relu = Relu()
 identity = Identity()
 clip = Clip()
