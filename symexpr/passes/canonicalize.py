@@ -21,9 +21,11 @@ from symexpr.passes.patterns import (
     is_float,
     is_integer_or_bool,
     keeps_type,
+    negation_commutes_with_cast,
     negative_zero,
     positive_zero,
     rule_collector,
+    typed,
 )
 from symexpr.rewriting import Pat, Rule
 
@@ -62,6 +64,29 @@ def _pow_one(node_out, x, c):
     return x if keeps_type(node_out, x) else None
 
 
+@_rule("pow_scalar_exponent", Pat(ps.power, [X, Pat.const("c")], dtype=("float32", "float64")),
+       "x ** c for a 0-d constant c of -1, 0.5, 1 or 2 and a float32/float64 result -> 1/x, sqrt(x), x, x*x "
+       "(x converted to the result dtype): what NumPy's power computes for a scalar exponent "
+       "(sqrt, unlike C's pow, gives NaN for -inf and -0.0 for -0.0)")
+def _pow_scalar_exponent(node_out, x, c):
+    if c.ndim != 0:
+        return None  # NumPy's fast path needs a broadcast (stride-0) exponent; an array of 0.5 gives C's pow
+    dtype = node_out.dtype
+    value = c.data.astype(dtype).item()
+    if value not in (-1.0, 0.5, 1.0, 2.0):
+        return None
+    cx = x if x.dtype == dtype else ew.cast(x, dtype)
+    if value == 0.5:
+        out = ew.sqrt(cx)
+    elif value == -1.0:
+        out = ew.true_div(Constant(np.ones((), dtype=dtype)), cx)
+    elif value == 2.0:
+        out = ew.mul(cx, cx)
+    else:
+        out = cx
+    return typed(out, node_out)
+
+
 @_rule("neg_neg", Pat(ps.neg, [Pat(ps.neg, [X])]), "-(-x) -> x (integers wrap both ways)")
 def _neg_neg(node_out, x):
     return x
@@ -79,21 +104,27 @@ def _sub_self(node_out, x):
     return x * 0
 
 
-@_rule("sub_to_add_neg", Pat(ps.sub, [X, Y], where=lambda v: v.dtype != "bool"), "a - b -> a + (-b) (exact: negation is exact)")
+@_rule("sub_to_add_neg", Pat(ps.sub, [X, Y], where=lambda v: v.dtype != "bool"),
+       "a - b -> a + (-b) when b has the result dtype or both are floats (-b wraps in b's dtype: "
+       "-uint8(1) is 255, -int8(-128) is -128, so a wider a - b keeps its form)")
 def _sub_to_add_neg(node_out, x, y):
     if isinstance(y, Constant) or y.dtype == "bool":
         return None  # constants: sub_const folds them; -bool is not defined
-    out = x + ew.neg(y)
-    return out if out.type == node_out.type else None
-
-
-@_rule("sub_const", Pat(ps.sub, [X, Pat.const("c")]), "a - c -> a + (-c) with -c folded (signed and float constants)")
-def _sub_const(node_out, x, c):
-    if np.dtype(c.dtype).kind not in "if":
+    if not negation_commutes_with_cast(y, node_out.dtype):
         return None
-    neg = Constant(-c.data)
-    out = x + neg
-    return out if out.type == node_out.type else None
+    return typed(x + ew.neg(y), node_out)
+
+
+@_rule("sub_const", Pat(ps.sub, [X, Pat.const("c")]),
+       "a - c -> a + (-c) with -c folded in the result dtype (c converted first, as a - c does: exact, "
+       "also for a dtype's minimum and unsigned c)")
+def _sub_const(node_out, x, c):
+    dtype = np.dtype(node_out.dtype)
+    if dtype.kind not in "iuf":
+        return None
+    with np.errstate(all="ignore"):
+        neg = np.negative(c.data.astype(dtype))  # integers wrap, as the subtraction does
+    return typed(x + Constant(neg), node_out)
 
 
 @_rule("constant_to_right", Pat((ps.add, ps.mul, ps.maximum, ps.minimum), [Pat.const("c"), X], commutative=False),
@@ -109,13 +140,15 @@ def _constant_to_right(node_out, c, x):
 
 def _gather(op):
     @_rule(f"gather_{op.name}_constants", Pat(op, [Pat(op, [X, Pat.const("c1")]), Pat.const("c2")], commutative=False),
-           f"(x {op.symbol} c1) {op.symbol} c2 -> x {op.symbol} (c1 {op.symbol} c2) for integers (wrapping arithmetic is associative)")
+           f"(x {op.symbol} c1) {op.symbol} c2 -> x {op.symbol} (c1 {op.symbol} c2) for integers, "
+           f"c1 {op.symbol} c2 folded in x's dtype (wrapping arithmetic is associative)")
     def build(node_out, x, c1, c2):
         if not (is_integer_or_bool(node_out) and is_integer_or_bool(x)) or node_out.dtype != x.dtype:
             return None
-        folded = Constant(np.asarray(op.impl(c1.data, c2.data)).astype(node_out.dtype))
-        out = ew.Elemwise(op)(x, folded)
-        return out if out.type == node_out.type else None
+        dtype = node_out.dtype  # fold where the graph computes: int8(100) + int16(32767) must not wrap in int16
+        with np.errstate(all="ignore"):
+            folded = Constant(np.asarray(op.impl(c1.data.astype(dtype), c2.data.astype(dtype))).astype(dtype))
+        return typed(ew.Elemwise(op)(x, folded), node_out)
 
 
 _gather(ps.add)

@@ -62,7 +62,35 @@ def nonnegative(var: Variable) -> bool:
         return False
     if isinstance(node.op, Softmax):
         return True
-    return isinstance(node.op, Elemwise) and node.op.scalar_op in _NONNEGATIVE_OPS
+    if not isinstance(node.op, Elemwise) or node.op.scalar_op not in _NONNEGATIVE_OPS:
+        return False
+    # abs of a signed integer wraps at the minimum: abs(int8(-128)) == -128
+    return not (node.op.scalar_op == ps.abs and np.dtype(var.dtype).kind == "i")
+
+
+def negation_commutes_with_cast(var: Variable, dtype: str) -> bool:
+    """``cast(-var, dtype) == -cast(var, dtype)`` for every value ``var`` can hold.
+
+    ``-var`` is computed in ``var``'s own dtype, where it wraps: ``-int8(-128)`` is
+    ``-128`` and ``-uint8(1)`` is ``255``, so ``a + (-b)`` equals ``a - b`` only when
+    ``b`` is negated in the result dtype or the wrap cannot happen.  True when
+    ``var`` already has ``dtype``, when both are floats (negation is exact and
+    rounding is symmetric), and for a constant none of whose values wraps (a signed
+    integer without the dtype's minimum, an unsigned one that is all zeros).
+    ``-bool`` is not defined: False.
+    """
+    src, dst = np.dtype(var.dtype), np.dtype(dtype)
+    if src == dst:
+        return src.kind != "b"
+    if src.kind == "f":
+        return dst.kind == "f"
+    if not isinstance(var, Constant) or dst.kind not in "iuf":
+        return False
+    if src.kind == "i":
+        return not (var.data == np.iinfo(src).min).any()
+    if src.kind == "u":
+        return not var.data.any()
+    return False
 
 
 def rule_collector(rules: list):

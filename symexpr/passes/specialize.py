@@ -11,7 +11,7 @@ import numpy as np
 from symexpr.graph.basic import Constant
 from symexpr.ops import elemwise as ew
 from symexpr.ops import scalar as ps
-from symexpr.passes.patterns import X, Y, const, is_float, rule_collector, typed
+from symexpr.passes.patterns import X, Y, const, is_float, negation_commutes_with_cast, rule_collector, typed
 from symexpr.rewriting import Pat, Rule
 
 RULES: list[Rule] = []
@@ -57,8 +57,12 @@ def _rsqrt(node_out, x, one):
     return typed(ew.rsqrt(x), node_out)
 
 
-@_rule("add_neg_to_sub", Pat(ps.add, [X, Pat(ps.neg, [Y])]), "a + (-b) -> a - b (undoes the canonical form; exact)")
+@_rule("add_neg_to_sub", Pat(ps.add, [X, Pat(ps.neg, [Y])]),
+       "a + (-b) -> a - b (undoes the canonical form) when b has the result dtype or both are floats "
+       "(-b wraps in b's dtype: float64 x + (-uint8(1)) adds 255)")
 def _add_neg_to_sub(node_out, x, y):
+    if not negation_commutes_with_cast(y, node_out.dtype):
+        return None
     return typed(x - y, node_out)
 
 

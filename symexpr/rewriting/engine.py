@@ -14,12 +14,21 @@ from collections.abc import Callable
 
 from symexpr.graph.basic import Constant, Variable
 from symexpr.graph.fgraph import FunctionGraph, RewriteRecord
+from symexpr.graph.text import infix_text
 from symexpr.graph.traversal import graph_inputs
 from symexpr.rewriting.pattern import Pat, dispatch_keys, pattern_keys
 
 
 class RewriteLoopError(RuntimeError):
     """Rules that keep undoing each other's work."""
+
+
+class RewriteError(RuntimeError):
+    """A rule raised an exception: a bug in the rule (a rule declines by returning ``None``).
+
+    The message names the rule and the node it was applied to; the exception the
+    rule raised is chained as ``__cause__``.
+    """
 
 
 class Rule:
@@ -51,12 +60,29 @@ class Rule:
         return f"Rule({self.name}: {self.pattern!r})"
 
     def apply(self, var: Variable) -> Variable | None:
-        """The replacement for ``var``, or ``None`` if the rule does not apply."""
-        for bindings in self.pattern.matches(var, {}):
+        """The replacement for ``var``, or ``None`` if the rule does not apply.
+
+        Raises
+        ------
+        RewriteError
+            If the pattern (a ``where`` predicate) or the builder raises: a rule
+            declines by returning ``None``, so an exception is a bug in the rule.
+        TypeError
+            If the builder returns something other than a Variable or ``None``, or
+            a Variable of another type than ``var``.
+        """
+        matches = self.pattern.matches(var, {})
+        while True:
+            try:
+                bindings = next(matches, None)
+            except Exception as exc:
+                raise self._error(var, exc, "its pattern") from exc
+            if bindings is None:
+                return None
             try:
                 out = self.build(node_out=var, **bindings)
-            except (TypeError, ValueError, OverflowError):
-                continue  # the replacement does not type-check here: the rule does not apply
+            except Exception as exc:
+                raise self._error(var, exc, "its builder") from exc
             if out is not None and out is not var:
                 if not isinstance(out, Variable):
                     raise TypeError(f"rule {self.name}: the builder returned a {type(out).__name__}, not a Variable or None")
@@ -66,11 +92,26 @@ class Rule:
                         "(dtype, rank and every known dimension must be kept)"
                     )
                 return out
-        return None
+
+    def _error(self, var: Variable, exc: Exception, where: str) -> RewriteError:
+        return RewriteError(
+            f"rule {self.name}: {where} raised {type(exc).__name__}: {exc}\n"
+            f"  applied to: {_node_text(var)} ({var.type})\n"
+            "  (a rule that does not apply must return None; an exception is a bug in the rule)"
+        )
 
     def __call__(self, fgraph: FunctionGraph) -> None:
         """Use a single rule as a pass."""
         rewrite_to_fixpoint(fgraph, RuleSet([self]), pass_name=self.name)
+
+
+def _node_text(var: Variable, limit: int = 200) -> str:
+    """``var`` as one line of infix text (``repr`` if printing fails), cut to ``limit`` characters."""
+    try:
+        text = infix_text([var]).replace("\n", "; ")
+    except Exception:  # only an error message is being formatted: never hide the rule's own error
+        text = repr(var)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _same_type(old: Variable, new: Variable) -> bool:
@@ -199,7 +240,11 @@ def _rewrite_node(var: Variable, rules: RuleSet, pass_name: str, fired: list, ma
         if var.owner is None:
             return var
         for r in rules.for_op(var.owner.op):
-            new = r.apply(var)
+            try:
+                new = r.apply(var)
+            except RewriteError as exc:
+                exc.add_note(f"in pass {pass_name}")
+                raise
             if new is not None:
                 break
         else:

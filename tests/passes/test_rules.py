@@ -53,6 +53,11 @@ TARGETS = {
     "sub_zero": ([lambda x: x - 0, lambda x: x - 0.0, lambda x: x - (-0.0)], NUMBERS, "float32", {}, None),
     "div_one": (lambda x: x / 1, ALL, "float32", {}, None),
     "pow_one": (lambda x: x ** 1, NUMBERS, "float64", {}, None),
+    "pow_scalar_exponent": (
+        [lambda x: x ** 0.5, lambda x: x ** -1.0, lambda x: x ** 2.0, lambda x: x ** 1.0, lambda x: x ** 2,
+         lambda x: se.power(x, se.constant(np.float64(0.5)))],
+        ALL, "float32", {}, None,
+    ),
     "neg_neg": (lambda x: -(-x), NUMBERS, "int8", {}, None),
     "invert_invert": (lambda x: ~(~x), INTS + ("bool",), "bool", {}, None),
     "sub_self": (lambda x: x - x, NUMBERS, "int32", {}, None),

@@ -16,7 +16,7 @@ from symexpr.graph.fgraph import FunctionGraph, RewriteRecord
 from symexpr.graph.traversal import toposort
 from symexpr.ops import scalar as ps
 from symexpr.ops.elemwise import Elemwise
-from symexpr.rewriting import Pat, RewriteLoopError, Rule, RuleSet, rewrite_to_fixpoint, rule
+from symexpr.rewriting import Pat, RewriteError, RewriteLoopError, Rule, RuleSet, rewrite_to_fixpoint, rule
 
 X = Pat.var("x")
 Y = Pat.var("y")
@@ -72,17 +72,36 @@ def test_builder_receives_node_out_and_every_binding():
     assert seen["node_out"] is var and seen["e"] is se.exp(x) and seen["x"] is x and seen["y"] is y
 
 
-@pytest.mark.parametrize("exc", [TypeError, ValueError, OverflowError])
-def test_builder_raising_type_or_value_error_means_does_not_apply(exc):
+@pytest.mark.parametrize("exc", [TypeError, ValueError, OverflowError, ZeroDivisionError, KeyError])
+def test_builder_raising_is_a_rewrite_error_naming_the_rule_and_the_node(exc):
+    """A rule declines by returning None: whatever its builder raises is a bug, reported with the rule and node."""
     x = se.vector("x")
+    original = exc("a bug in the builder")
 
     def build(**_):
-        raise exc("does not type-check here")
+        raise original
 
-    assert Rule("r", Pat(ps.exp, [X]), build).apply(se.exp(x)) is None
+    with pytest.raises(RewriteError, match=rf"rule buggy: its builder raised {exc.__name__}") as info:
+        Rule("buggy", Pat(ps.exp, [X]), build).apply(se.exp(x))
+    assert info.value.__cause__ is original
+    assert "a bug in the builder" in str(info.value)
+    assert "applied to: exp(x) (float32(None,))" in str(info.value)
 
 
-def test_builder_raising_moves_on_to_the_next_match():
+def test_a_raising_where_predicate_is_a_rewrite_error_naming_the_rule():
+    x = se.vector("x")
+    original = ValueError("a bug in the predicate")
+
+    def where(var):
+        raise original
+
+    r = Rule("picky", Pat(ps.exp, [Pat.var("x", where=where)]), lambda x, **_: se.sin(x))
+    with pytest.raises(RewriteError, match="rule picky: its pattern raised ValueError") as info:
+        r.apply(se.exp(x))
+    assert info.value.__cause__ is original
+
+
+def test_builder_raising_does_not_move_on_to_the_next_match():
     x = se.vector("x")
     two = se.constant(np.float32(2))
     tried = []
@@ -94,9 +113,9 @@ def test_builder_raising_moves_on_to_the_next_match():
         return a + b
 
     r = Rule("r", Pat(ps.mul, [Pat.var("a"), Pat.var("b")]), build)
-    out = r.apply(two * x)
-    assert out is x + two
-    assert [(id(a), id(b)) for a, b in tried] == [(id(two), id(x)), (id(x), id(two))]
+    with pytest.raises(RewriteError, match="rule r: its builder raised ValueError: not this order"):
+        r.apply(two * x)
+    assert [(id(a), id(b)) for a, b in tried] == [(id(two), id(x))]
 
 
 def test_builder_returning_none_moves_on_to_the_next_match():
@@ -106,14 +125,21 @@ def test_builder_returning_none_moves_on_to_the_next_match():
     assert r.apply(three * x) is x * 1.5
 
 
-def test_other_exceptions_from_a_builder_propagate():
+def test_rewrite_error_is_not_swallowed_by_the_driver_or_function():
     x = se.vector("x")
 
-    def build(**_):
-        raise ZeroDivisionError("a bug in the builder")
+    def build(x, **_):
+        raise OverflowError("a bug")
 
-    with pytest.raises(ZeroDivisionError, match="a bug in the builder"):
-        Rule("r", Pat(ps.exp, [X]), build).apply(se.exp(x))
+    r = Rule("overflowing", Pat(ps.exp, [X]), build)
+    pass_ = se.passes.RewritePass("my_pass", [r])
+    with pytest.raises(RewriteError, match="rule overflowing") as info:
+        se.function([x], se.exp(x) * 2.0, passes=[pass_])
+    assert "in pass my_pass" in getattr(info.value, "__notes__", [])
+    assert isinstance(info.value.__cause__, OverflowError)
+    fg = FunctionGraph([x], [se.exp(x)])
+    with pytest.raises(RewriteError, match="rule overflowing"):
+        rewrite_to_fixpoint(fg, RuleSet([r]))
 
 
 def test_replacement_with_another_dtype_raises_type_error_naming_the_rule():
