@@ -12,18 +12,22 @@ import numpy as np
 from symexpr.graph.basic import Apply, Constant
 from symexpr.graph.fgraph import FunctionGraph
 from symexpr.graph.type import format_shape
+from symexpr.kernel.lower import broadcast_message, exception_with_message, node_label
 
 
 def node_error(node: Apply, inputs: list, exc: Exception) -> Exception:
-    """``exc`` re-raised with the failing node, its input shapes and dtypes in the message."""
+    """``exc`` re-raised with the failing node, its input shapes and dtypes in the message.
+
+    A broadcasting mismatch of an elementwise node is reported in the user's
+    terms instead: the expression and the operands (by variable name) whose
+    shapes do not broadcast.
+    """
     described = ", ".join(
         f"{a.dtype}{format_shape(a.shape)}" if isinstance(a, np.ndarray) else type(a).__name__ for a in inputs
     )
-    msg = f"{exc}\n  while evaluating {node.op.display_name()} on inputs {described}"
-    try:
-        return type(exc)(msg)
-    except Exception:
-        return RuntimeError(msg)
+    shapes = [tuple(a.shape) if isinstance(a, np.ndarray) else None for a in inputs]
+    msg = broadcast_message(node, shapes) or f"{exc}\n  while evaluating {node_label(node)} on inputs {described}"
+    return exception_with_message(exc, msg)
 
 
 class NumpyBackend:

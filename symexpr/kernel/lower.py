@@ -1,17 +1,28 @@
 """Lowering: a rewritten graph plus concrete input geometry becomes a kernel-IR :class:`Plan`.
 
-Each op class registers a lowering with :func:`lowers`.  View ops (transpose,
+Each op class registers a lowering with :func:`lowers` (a subclass without
+its own uses its nearest registered base class's).  View ops (transpose,
 reshape of contiguous data, slicing, broadcasting, expand/squeeze) cost
 nothing: they only change the strided view later kernels read through.  An op
 with no lowering, or whose lowering declines (raises :class:`Unsupported`),
 runs as a :class:`~symexpr.kernel.ir.HostStep` with its NumPy ``perform``.
+
+A value's view never changes once set: host steps read their inputs through
+``Plan.views`` when they run, so every step sees a value where it lived when the
+step was planned.  :func:`build_plan` checks that no step reads a temp or output
+buffer before a step writes it (:func:`plan_hazards`), then places the temps in
+the per-call arena (:func:`place_intervals`).
 """
 
 from __future__ import annotations
 
+import bisect
+import re
+
 import numpy as np
 
 from symexpr.graph.basic import Constant
+from symexpr.graph.text import ATOM, root_label, wrap, wrap_operands
 from symexpr.kernel.ir import (
     Access,
     Buffer,
@@ -23,6 +34,8 @@ from symexpr.kernel.ir import (
     Plan,
 )
 from symexpr.ops import scalar as ps
+from symexpr.ops.elemwise import Elemwise
+from symexpr.ops.fused import Fused, FusedReduce, program_text
 
 _LOWERINGS: dict[type, object] = {}
 _ARENA_ALIGN = 64
@@ -41,6 +54,14 @@ def lowers(*op_classes):
         return fn
 
     return register
+
+
+def lowering_for(op_class):
+    """The lowering registered for ``op_class`` or its nearest base class (along the MRO), else None.
+
+    A subclass of a lowered op is lowered like its base unless it registers its own.
+    """
+    return next((_LOWERINGS[c] for c in op_class.__mro__ if c in _LOWERINGS), None)
 
 
 def contiguous_strides(shape) -> tuple:
@@ -205,6 +226,148 @@ class LoweringContext:
         self.emit(HostStep(node, tuple(outs)))
 
 
+# -- error messages in the user's terms --------------------------------------------------
+def shape_error(node, shapes: list, exc: Exception) -> Exception:
+    """The error to raise when ``infer_shape`` of ``node`` fails with ``exc`` on inputs of concrete ``shapes``.
+
+    The message names the node and the shapes, or for a broadcasting mismatch
+    the user's expression and operands (:func:`broadcast_message`).
+    """
+    described = ", ".join(str(tuple(s)) for s in shapes)
+    msg = broadcast_message(node, shapes)
+    if msg is None:
+        msg = f"{exc}\n  while evaluating {node_label(node)} on inputs of shapes {described}"
+    return exception_with_message(exc, msg)
+
+
+def exception_with_message(exc: BaseException, msg: str) -> BaseException:
+    """A new exception carrying ``msg``, of ``exc``'s type when that type can be built from one message.
+
+    Some exception types take other constructor arguments (``UnicodeDecodeError``,
+    or a user's exception with required keyword arguments), and some build
+    fine but then show something else.  Those become the nearest base class in
+    ``exc``'s MRO that does carry the message (``UnicodeError``, ``ValueError``,
+    ..., at worst ``Exception``), with the original type's name leading the
+    message; the caller chains the original (``raise ... from exc``).
+    """
+    for cls in type(exc).__mro__:
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            continue
+        text = msg if cls is type(exc) else f"{type(exc).__name__}: {msg}"
+        try:
+            new = cls(text)
+            shown = str(new)
+        except Exception:
+            continue
+        if text in shown or shown == repr(text):
+            return new
+    return RuntimeError(f"{type(exc).__name__}: {msg}")  # not reached: Exception(text) always works
+
+
+# -- naming a node in the user's terms -------------------------------------------------
+_INPUT_REF = re.compile(r"\bi(\d+)\b")
+_MAX_OPERAND_TEXT = 60
+
+
+def _is_fused(op) -> bool:
+    return isinstance(op, (Fused, FusedReduce))
+
+
+def node_label(node) -> str:
+    """The op's display name; for a fused node, its program with the inputs' names for ``i0``, ``i1``, ...."""
+    if _is_fused(node.op):
+        return f"{type(node.op).__name__}{{{expression_text(node)}}}"
+    return node.op.display_name()
+
+
+def expression_text(node, var=None, depth: int = 3) -> str:
+    """Infix text of ``node``'s output ``var`` (default: the first) over its inputs' names.
+
+    Named variables print as their name, constants as their value, and an
+    unnamed intermediate as its own short expression (``depth`` levels deep).
+    """
+    var = node.outputs[0] if var is None else var
+    return _node_text(node, var, depth)[0]
+
+
+def _substitute(program, parts) -> str:
+    """``program_text(program)`` with input ``i<k>`` replaced by ``parts[k]`` (parenthesised unless atomic)."""
+    return _INPUT_REF.sub(lambda m: wrap(*parts[int(m.group(1))], ATOM), program_text(program))
+
+
+def _operand_text(var, depth: int) -> tuple[str, int]:
+    if var.name:
+        return var.name, ATOM
+    if isinstance(var, Constant) or var.owner is None:
+        label = root_label(var)
+        return label, 80 if label.startswith("-") else ATOM
+    if depth <= 0:
+        return f"<{type(var.owner.op).__name__} output>", ATOM
+    text, prec = _node_text(var.owner, var, depth - 1)
+    if len(text) > _MAX_OPERAND_TEXT or "\n" in text:
+        return f"<{type(var.owner.op).__name__} output>", ATOM
+    return text, prec
+
+
+def _node_text(node, var, depth: int) -> tuple[str, int]:
+    parts = [_operand_text(v, depth) for v in node.inputs]
+    op = node.op
+    if isinstance(op, Fused):
+        return _substitute(op.program, parts), 0
+    if isinstance(op, FusedReduce):
+        n = len(parts) if op.n_body is None else op.n_body
+        keep = ", keepdims=True" if op.keepdims else ""
+        text = f"{op.kind}({_substitute(op.program, parts[:n])}, axis={op.axis}{keep})"
+        if op.epilogue:
+            return _substitute(op.epilogue, [(text, ATOM)] + parts[n:]), 0
+        return text, ATOM
+    try:
+        _, prec = op.pprint(node, ["_"] * len(parts))
+        text, prec = op.pprint(node, wrap_operands(prec, parts))
+    except Exception:  # a printer that cannot handle these operands: call syntax
+        text, prec = f"{type(op).__name__.lower()}({', '.join(t for t, _ in parts)})", ATOM
+    if len(node.outputs) > 1:
+        text, prec = f"{wrap(text, prec, ATOM)}[{node.outputs.index(var)}]", ATOM
+    return text, prec
+
+
+def _broadcast_operands(node) -> list[int]:
+    """Positions of the inputs ``node`` broadcasts together elementwise (empty for other ops)."""
+    op = node.op
+    if isinstance(op, (Elemwise, Fused)):
+        return list(range(len(node.inputs)))
+    if isinstance(op, FusedReduce):
+        return list(range(len(node.inputs) if op.n_body is None else op.n_body))
+    return []
+
+
+def broadcast_message(node, shapes: list) -> str | None:
+    """``"x * y + 1.0: operands x (shape (3,)) and y (shape (4,)) cannot be broadcast together ..."``, or None.
+
+    None unless ``node`` broadcasts its inputs together and the concrete
+    ``shapes`` (None for a non-array input) do not broadcast.
+    """
+    positions = [i for i in _broadcast_operands(node) if i < len(shapes) and shapes[i] is not None]
+    ndim = max((len(shapes[i]) for i in positions), default=0)
+    for axis in range(-ndim, 0):
+        sizes = {i: shapes[i][axis] for i in positions if len(shapes[i]) >= -axis and shapes[i][axis] != 1}
+        if len(set(sizes.values())) > 1:
+            break
+    else:
+        return None
+    names = [_operand_text(node.inputs[i], 2)[0] for i in sizes]
+    listed = [f"{name} (shape {tuple(shapes[i])})" for name, i in zip(names, sizes)]
+    operands = ", ".join(listed[:-1]) + " and " + listed[-1]
+    dims = ", ".join(str(d) for d in sorted(set(sizes.values())))
+    msg = (
+        f"{expression_text(node)}: operands {operands} cannot be broadcast together "
+        f"(dimension {axis} has sizes {dims})"
+    )
+    if not _is_fused(node.op):  # a fused node's label would only repeat the expression
+        msg += f"\n  while evaluating {node_label(node)}"
+    return msg
+
+
 def _extent(shape, strides) -> int:
     if any(d == 0 for d in shape):
         return 0
@@ -237,11 +400,10 @@ def build_plan(fgraph, input_geometry, supports=None) -> Plan:
         try:
             out_shapes = node.op.infer_shape(node, in_shapes)
         except Exception as exc:
-            shapes = ", ".join(str(tuple(s)) for s in in_shapes)
-            raise type(exc)(f"{exc}\n  while evaluating {node.op.display_name()} on inputs of shapes {shapes}") from exc
+            raise shape_error(node, in_shapes, exc) from exc
         for var, shape in zip(node.outputs, out_shapes):
             ctx.shapes[id(var)] = tuple(int(d) for d in shape)
-        lowering = _LOWERINGS.get(type(node.op))
+        lowering = lowering_for(type(node.op))
         mark = ctx.mark()
         try:
             if lowering is None:
@@ -251,70 +413,154 @@ def build_plan(fgraph, input_geometry, supports=None) -> Plan:
             ctx.rollback(mark, node)
             ctx.host(node)
     _finish_outputs(ctx)
-    _place_temps(ctx.plan)
+    # Host steps read their inputs through the views: liveness and the order check need them.
     ctx.plan.views = ctx.views
+    hazards = plan_hazards(ctx.plan)
+    if hazards:
+        step, buf = hazards[0]
+        raise AssertionError(
+            f"symexpr bug: step {step} reads buffer {buf} before any step writes it\n{ctx.plan.text()}"
+        )
+    _place_temps(ctx.plan)
     return ctx.plan
 
 
 def _finish_outputs(ctx) -> None:
-    """Give every graph output its own output buffer, copying when its value lives elsewhere."""
+    """Give every graph output its own output buffer, copying when its value lives elsewhere.
+
+    The copy goes to a fresh output buffer that is *not* recorded as the
+    variable's home: steps emitted earlier (host steps in particular, which
+    read their inputs through ``plan.views`` when they run) must keep reading
+    the value where it was when they were planned, since the copy runs last.
+    """
     outputs = []
     for var in ctx.fgraph.outputs:
         buf = ctx._output_buffers.get(id(var))
         if buf is None:
             src = ctx.view(var)
-            ctx._outputs_wanted.add(id(var))
-            dst = ctx.allocate(var)
-            ctx.copy(var, src, dst)
-            buf = dst.buffer
+            shape = ctx.shape(var)
+            buf = ctx._add_buffer("output", len(ctx._output_buffers), var.dtype, int(np.prod(shape, dtype=np.int64)))
+            ctx._output_buffers[id(var)] = buf
+            ctx.copy(var, src, View(buf, 0, shape, contiguous_strides(shape)))
         outputs.append((buf, ctx.shape(var), var.dtype))
     ctx.plan.outputs = outputs
 
 
-def _referenced_buffers(step, views) -> set:
+def step_buffers(step, views) -> tuple[set, set]:
+    """``(read, written)``: the buffers ``step`` reads and writes (``views``: ``id(variable) -> View``)."""
     if isinstance(step, HostStep):
-        used = set(step.outputs)
-        for v in step.node.inputs:
-            if id(v) in views:
-                used.add(views[id(v)].buffer)
-        return used
+        return {views[id(v)].buffer for v in step.node.inputs if id(v) in views}, set(step.outputs)
     if isinstance(step, GemmKernel):
-        return {step.a.buffer, step.b.buffer, step.c.buffer}
-    used = set()
+        return {step.a.buffer, step.b.buffer}, {step.c.buffer}
+    read, written = set(), set()
     for phase in step.phases:
-        used.update(a.buffer for a in phase.loads)
-        used.update(a.buffer for a, _ in phase.stores)
-    return used
+        read.update(a.buffer for a in phase.loads)
+        written.update(a.buffer for a, _ in phase.stores)
+    return read, written
+
+
+def _referenced_buffers(step, views) -> set:
+    read, written = step_buffers(step, views)
+    return read | written
+
+
+def plan_hazards(plan: Plan) -> list:
+    """``(step, buffer)`` for each step reading a temp or output buffer that no step up to it has written.
+
+    Empty for a well-ordered plan.  Empty buffers are never written and may be read.
+    Needs ``plan.views`` (host steps read through them).
+    """
+    written: set = set()
+    hazards = []
+    for i, step in enumerate(plan.steps):
+        read, wrote = step_buffers(step, plan.views)
+        written |= wrote
+        for b in sorted(read - written):
+            spec = plan.buffers[b]
+            if spec.kind in ("temp", "output") and spec.size > 0:
+                hazards.append((i, b))
+    return hazards
+
+
+def _aligned(nbytes: int) -> int:
+    return -(-max(int(nbytes), 1) // _ARENA_ALIGN) * _ARENA_ALIGN
+
+
+def place_intervals(intervals) -> tuple[list, int]:
+    """Arena offsets for blocks live over step ranges: ``[(first, last, nbytes), ...] -> (offsets, arena_bytes)``.
+
+    Blocks whose step ranges overlap (inclusive) never overlap in memory.
+    Every offset is a multiple of ``_ARENA_ALIGN`` and every block is rounded up
+    to it.  At each step the blocks starting there are placed (in list order),
+    then the blocks ending there are freed.  Placement is best fit over a free
+    list that merges adjacent free blocks; a block that fits nowhere extends a
+    free block at the top of the arena, or the arena.  O(n log n) in the number
+    of blocks (plus moving entries in one sorted list of free blocks, which
+    merging keeps short).
+    """
+    starts: dict[int, list] = {}
+    ends: dict[int, list] = {}
+    for k, (first, last, _) in enumerate(intervals):
+        starts.setdefault(first, []).append(k)
+        ends.setdefault(last, []).append(k)
+    offsets = [0] * len(intervals)
+    sizes = [_aligned(n) for _, _, n in intervals]
+    by_size: list = []  # sorted (size, offset) of the free blocks
+    by_start: dict = {}  # offset -> size
+    by_end: dict = {}  # offset + size -> offset
+    top = 0
+
+    def take(off):
+        size = by_start.pop(off)
+        del by_end[off + size]
+        del by_size[bisect.bisect_left(by_size, (size, off))]
+        return size
+
+    def give(off, size):
+        by_start[off] = size
+        by_end[off + size] = off
+        bisect.insort(by_size, (size, off))
+
+    for step in sorted(set(starts) | set(ends)):
+        for k in starts.get(step, ()):
+            size = sizes[k]
+            j = bisect.bisect_left(by_size, (size, -1))
+            if j < len(by_size):
+                avail, off = by_size[j]
+                take(off)
+                if avail > size:
+                    give(off + size, avail - size)
+            elif top in by_end:  # the free block at the top grows into fresh space
+                off = by_end[top]
+                take(off)
+                top = off + size
+            else:
+                off = top
+                top += size
+            offsets[k] = off
+        for k in ends.get(step, ()):
+            off, size = offsets[k], sizes[k]
+            if off + size in by_start:  # merge with the free block after
+                size += take(off + size)
+            if off in by_end:  # and the one before
+                before = by_end[off]
+                size += take(before)
+                off = before
+            give(off, size)
+    return offsets, top
 
 
 def _place_temps(plan: Plan) -> None:
-    """Give each temp an arena offset, reusing space whose last reader has run (first fit)."""
+    """Give each temp an arena offset, reusing space whose last reader has run (see :func:`place_intervals`)."""
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     for i, step in enumerate(plan.steps):
         for b in _referenced_buffers(step, plan.views):
-            first.setdefault(b, i)
-            last[b] = i
-    free: list[tuple[int, int]] = []  # (offset, size)
-    top = 0
-    expiring: dict[int, list[int]] = {}
-    placed = {}
-    for i in range(len(plan.steps)):
-        for b in sorted(b for b, f in first.items() if f == i and plan.buffers[b].kind == "temp"):
-            size = -(-max(plan.buffers[b].nbytes, 1) // _ARENA_ALIGN) * _ARENA_ALIGN
-            for j, (off, avail) in enumerate(free):
-                if avail >= size:
-                    placed[b] = off
-                    free[j] = (off + size, avail - size)
-                    break
-            else:
-                placed[b] = top
-                top += size
-            expiring.setdefault(last[b], []).append(b)
-        for b in expiring.pop(i, []):
-            size = -(-max(plan.buffers[b].nbytes, 1) // _ARENA_ALIGN) * _ARENA_ALIGN
-            free.append((placed[b], size))
-    for b, off in placed.items():
+            if plan.buffers[b].kind == "temp":
+                first.setdefault(b, i)
+                last[b] = i
+    temps = sorted(first)
+    offsets, plan.arena_bytes = place_intervals([(first[b], last[b], plan.buffers[b].nbytes) for b in temps])
+    for b, off in zip(temps, offsets):
         old = plan.buffers[b]
         plan.buffers[b] = Buffer("temp", off, old.dtype, old.size)
-    plan.arena_bytes = top

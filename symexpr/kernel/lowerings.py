@@ -139,19 +139,111 @@ def _lower_reduction(ctx, node, body_inputs, body_program, kind, axes, keepdims,
     kept_shape = tuple(full[d] for d in kept)
     extra_views = [ctx.view(v) for v in extra]
     extra_dtypes = [v.dtype for v in extra]
-    post = ProgramBuilder(lambda ref: acc_dtype if ref[0] == "acc" else extra_dtypes[ref[1]], ctx.supports)
-    acc = ("acc", 0, 0)
-    reduced = acc
-    if kind == "mean":
-        reduced = post.add(ps.true_div, acc, post.const(n_reduced, acc_dtype))
-    reduced = post.cast(reduced, result_dtype)
-    if epilogue:
-        reduced = post.inline(epilogue, [reduced] + [("load", i) for i in range(len(extra_views))])
-    reduced = post.cast(reduced, out_var.dtype)
     extra_loads = tuple(Access(v.buffer, v.offset, _kept_strides(v, out_shape, kept, keepdims)) for v in extra_views)
     store = Access(out.buffer, out.offset, _kept_strides(out, out_shape, kept, keepdims))
-    phase1 = Phase((), extra_loads, tuple(post.program), (), ((store, reduced),))
-    _emit_row_kernel(ctx, node, kept_shape, [phase0, phase1])
+
+    def final_phase(tail_op=None):
+        """The per-output phase: ``("acc", 0, 0)`` (combined with ``("acc", 1, 0)`` by ``tail_op``), epilogue, store."""
+        post = ProgramBuilder(lambda ref: acc_dtype if ref[0] == "acc" else extra_dtypes[ref[1]], ctx.supports)
+        reduced = ("acc", 0, 0)
+        if tail_op is not None:
+            reduced = post.add(tail_op, reduced, ("acc", 1, 0))
+        if kind == "mean":
+            reduced = post.add(ps.true_div, reduced, post.const(n_reduced, acc_dtype))
+        reduced = post.cast(reduced, result_dtype)
+        if epilogue:
+            reduced = post.inline(epilogue, [reduced] + [("load", i) for i in range(len(extra_views))])
+        reduced = post.cast(reduced, out_var.dtype)
+        return Phase((), extra_loads, tuple(post.program), (), ((store, reduced),))
+
+    if _worth_splitting(kept_shape, n_reduced):
+        _emit_split_reduction(ctx, node, kept_shape, phase0, final_phase)
+        return
+    _emit_row_kernel(ctx, node, kept_shape, [phase0, final_phase()])
+
+
+#: A large reduction with few outputs is split into this many partial reductions (at most).
+SPLIT_CHUNKS = 64
+#: ... when each output reduces at least this many elements.
+SPLIT_MIN_REDUCED = 1 << 16
+
+
+def _worth_splitting(kept_shape, n_reduced) -> bool:
+    """Whether a reduction has so few outputs that its kernel alone would not use the threads.
+
+    A kernel runs in parallel over its first outer dimension: a full reduction
+    (one output) or one with a handful of outputs would run on one thread.  The
+    decision depends on sizes only, never on the thread count, so results do
+    not change with the number of threads.
+    """
+    n_kept = int(np.prod(kept_shape, dtype=np.int64))
+    return n_reduced >= SPLIT_MIN_REDUCED and 0 < n_kept < SPLIT_CHUNKS
+
+
+#: The scalar op combining two partial results of each accumulator kind.
+_COMBINE = {"sum": ps.add, "prod": ps.mul, "max": ps.maximum, "min": ps.minimum}
+
+
+def _emit_split_reduction(ctx, node, kept_shape, phase0, final_phase):
+    """Emit ``phase0`` (a reduction over its inner dims at each kept point) and its final phase as two kernels.
+
+    1. partials: the largest reduced dim (after collapsing) is cut into ``P``
+       chunks of ``c`` elements; a kernel over ``(P,) + kept_shape`` (parallel
+       over the chunks) stores each chunk's reduction in a temp ``T[p, k]``;
+    2. combine, over ``kept_shape``: the same reduction of the ``P`` partials
+       (starting from the accumulator's own initial value); when ``P`` does not
+       divide that dim, a second phase reduces the ``r < P`` leftover slices and
+       the final phase combines the two (``final_phase(op)``); then the epilogue
+       and the store.  If the backend lacks the combining op, the leftover
+       slices get a kernel of their own that stores ``T[P, k]`` instead.
+
+    The accumulator dtype is kept throughout (integer sums wrap exactly as
+    unsplit); ``P`` depends on the sizes only, never on the thread count.
+    """
+    (acc,) = phase0.accumulators
+    n_kept = len(kept_shape)
+    k_total = int(np.prod(kept_shape, dtype=np.int64))
+    extents, inner_strides = collapse(tuple(phase0.inner), [a.strides[n_kept:] for a in phase0.loads])
+    j = max(range(len(extents)), key=lambda d: (extents[d], -d))
+    n_chunks = min(SPLIT_CHUNKS, extents[j])
+    chunk, tail = divmod(extents[j], n_chunks)
+    combine_op = _COMBINE[acc.kind]
+    tail_kernel = tail and not ctx.supports(combine_op, [acc.dtype, acc.dtype])
+    n_partials = n_chunks + (1 if tail_kernel else 0)
+    partials = ctx._add_buffer("temp", -1, acc.dtype, n_partials * k_total)
+    kept_strides = contiguous_strides(kept_shape)
+    partial_acc = Accumulator(acc.kind, acc.dtype, acc.value, None)
+
+    def piece(rows, start) -> Phase:
+        """Phase reducing ``rows`` slices of dim ``j`` from slice ``start`` on (strides: kept dims, then inner)."""
+        inner = extents[:j] + (rows,) + extents[j + 1 :]
+        loads = tuple(
+            Access(a.buffer, a.offset + start * s[j], a.strides[:n_kept] + s)
+            for a, s in zip(phase0.loads, inner_strides)
+        )
+        return Phase(inner, loads, phase0.program, (partial_acc,))
+
+    def store_partial(offset, strides) -> Phase:
+        return Phase((), (), (), (), ((Access(partials, offset, strides), ("acc", 0, 0)),))
+
+    first = piece(chunk, 0)
+    loads = tuple(Access(a.buffer, a.offset, (chunk * s[j],) + a.strides) for a, s in zip(first.loads, inner_strides))
+    first = Phase(first.inner, loads, first.program, first.accumulators)
+    _emit_row_kernel(ctx, node, (n_chunks,) + tuple(kept_shape), [first, store_partial(0, (k_total,) + kept_strides)])
+    if tail_kernel:
+        tail_phases = [piece(tail, n_chunks * chunk), store_partial(n_chunks * k_total, kept_strides)]
+        _emit_row_kernel(ctx, node, tuple(kept_shape), tail_phases)
+    combine = Phase(
+        (n_partials,),
+        (Access(partials, 0, kept_strides + (k_total,)),),
+        (),
+        (Accumulator(acc.kind, acc.dtype, ("load", 0), acc.init),),
+    )
+    if tail and not tail_kernel:
+        phases = [combine, piece(tail, n_chunks * chunk), final_phase(combine_op)]
+    else:
+        phases = [combine, final_phase()]
+    _emit_row_kernel(ctx, node, tuple(kept_shape), phases)
 
 
 def _kept_strides(view: View, out_shape, kept, keepdims) -> tuple:
