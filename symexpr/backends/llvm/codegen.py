@@ -26,6 +26,7 @@ VOID = ir.VoidType()
 I8P = ir.IntType(8).as_pointer()
 I64 = so.I64
 I32 = so.I32
+F64 = so.F64
 
 #: Names of the BLAS routines compiled code calls (bound with ``llvm.add_symbol``).
 GEMM_SYMBOLS = {"float32": "symexpr_cblas_sgemm", "float64": "symexpr_cblas_dgemm"}
@@ -83,12 +84,25 @@ def _accumulator_init(acc) -> ir.Constant:
     return so.constant(info.min if acc.kind == "max" else info.max, dtype)
 
 
-#: Elements a float sum adds into one partial sum before compensated addition into the total.
-SUM_BLOCK = 1024
+#: Sequential additions each vector lane makes in one block of a float sum (see ``_phase``).
+ADDS_PER_LANE = 16
+#: Blocks shorter than this are summed in float64 throughout.
+SHORT_SUM = 256
+
+
+def sum_lanes(cpu_target) -> int:
+    """Independent float32 accumulators LLVM keeps for a vectorised sum: lanes x an interleave of 4."""
+    if cpu_target.has("avx512f"):
+        return 64
+    return 32 if cpu_target.has("avx") else 16
 
 
 def _compensated(acc) -> bool:
     return acc.kind == "sum" and so.is_float(acc.dtype)
+
+
+def _widen(b, value):
+    return value if value.type == F64 else b.fpext(value, F64)
 
 
 def _neumaier_add(b, total_slot, comp_slot, x):
@@ -194,7 +208,12 @@ class ModuleGenerator:
                 ty = so.register_type(acc.dtype)
                 accs[(p, k)] = b.alloca(ty, name=f"acc{p}_{k}")
                 if _compensated(acc) and phase.inner:
-                    self._compensated[(p, k)] = (b.alloca(ty, name=f"part{p}_{k}"), b.alloca(ty, name=f"comp{p}_{k}"))
+                    self._compensated[(p, k)] = (
+                        b.alloca(ty, name=f"part{p}_{k}"),
+                        b.alloca(F64, name=f"rest{p}_{k}"),
+                        b.alloca(F64, name=f"total{p}_{k}"),
+                        b.alloca(F64, name=f"comp{p}_{k}"),
+                    )
 
         def outer(d, index):
             if d == n_outer:
@@ -225,24 +244,46 @@ class ModuleGenerator:
 
             inner(0, list(outer_index))
             return
-        # Float sums: the innermost loop adds into a partial sum (reassociated, so it vectorises)
-        # over blocks of at most SUM_BLOCK elements, and each block's partial sum is added to the
-        # total with Neumaier's compensation: about as accurate as NumPy's pairwise summation.
+        # Float sums: the innermost loop runs over blocks of ADDS_PER_LANE x sum_lanes elements.  A
+        # block's first multiple of sum_lanes elements is added into a partial sum in the value's type
+        # (reassociated: LLVM spreads it over many vector lanes and adds them as a tree, with no
+        # scalar remainder); the rest, which would be a sequential chain, is added in float64, and
+        # so are blocks shorter than SHORT_SUM (a handful of vector iterations would leave the
+        # tree of lanes as the main source of error).
+        # Both partial sums go into a float64 total with Neumaier's compensation.  Errors are
+        # those of NumPy's pairwise summation or smaller (docs/math-accuracy.md).
         body_accs = dict(accs)
-        for key, (partial, comp) in compensated.items():
-            body_accs[key] = partial
-            b.store(ir.Constant(partial.type.pointee, 0.0), comp)
+        for key, (_, _, total, comp) in compensated.items():
+            b.store(_widen(b, b.load(accs[key])), total)
+            b.store(ir.Constant(F64, 0.0), comp)
         last = len(phase.inner) - 1
         extent = phase.inner[last]
-        n_full, tail = divmod(extent, SUM_BLOCK)
+        lanes = sum_lanes(self.module.cpu_target)
+        block = lanes * ADDS_PER_LANE
+        n_full, tail = divmod(extent, block)
 
-        def run_block(lo, hi, index):
-            for partial, _ in compensated.values():
-                b.store(ir.Constant(partial.type.pointee, 0.0), partial)
+        def run_loop(which, lo, hi, index):
+            # which: 0 the vectorised partial, 1 the float64 one; float64 sums need more than
+            # float64 for the rest, and add each element to the total with compensation.
+            direct = {key for key, slots in compensated.items() if which == 1 and slots[0].type == F64.as_pointer()}
+            for key, slots in compensated.items():
+                if key in direct:
+                    body_accs[key] = (slots[2], slots[3])
+                else:
+                    body_accs[key] = slots[which]
+                    b.store(ir.Constant(slots[which].type.pointee, 0.0), slots[which])
             with _Loop(b, counters[n_outer + last], lo, hi) as i:
                 self._body(b, p, phase, index + [i], pointers, body_accs)
-            for key, (partial, comp) in compensated.items():
-                _neumaier_add(b, accs[key], comp, b.load(partial))
+            for key, slots in compensated.items():
+                if key not in direct:
+                    _neumaier_add(b, slots[2], slots[3], _widen(b, b.load(slots[which])))
+
+        def run_block(lo, hi, index, length):
+            vector_part = 0 if length < SHORT_SUM else length - length % lanes
+            if vector_part:
+                run_loop(0, lo, b.add(lo, _i64(vector_part)), index)
+            if vector_part < length:
+                run_loop(1, b.add(lo, _i64(vector_part)), hi, index)
 
         def inner(d, index):
             if d < last:
@@ -251,19 +292,21 @@ class ModuleGenerator:
             else:
                 # full blocks, then the rest: each inner loop has a trip count LLVM knows
                 if n_full == 1:
-                    run_block(_i64(0), _i64(SUM_BLOCK), index)
+                    run_block(_i64(0), _i64(block), index, block)
                 elif n_full > 1:
                     with _Loop(b, counters[n_outer + last + 1], _i64(0), _i64(n_full)) as blk:
-                        lo = b.mul(blk, _i64(SUM_BLOCK))
-                        run_block(lo, b.add(lo, _i64(SUM_BLOCK)), index)
+                        lo = b.mul(blk, _i64(block))
+                        run_block(lo, b.add(lo, _i64(block)), index, block)
                 if tail or not n_full:
-                    run_block(_i64(n_full * SUM_BLOCK), _i64(extent), index)
+                    run_block(_i64(n_full * block), _i64(extent), index, tail)
 
         inner(0, list(outer_index))
-        for key, (_, comp) in compensated.items():
-            total = b.load(accs[key])
-            finite = b.fcmp_ordered("<", so._intrinsic(b, "fabs", total.type, [total]), ir.Constant(total.type, float("inf")))
-            b.store(b.select(finite, b.fadd(total, b.load(comp)), total), accs[key])
+        for key, (_, _, total_slot, comp) in compensated.items():
+            total = b.load(total_slot)
+            finite = b.fcmp_ordered("<", so._intrinsic(b, "fabs", F64, [total]), ir.Constant(F64, float("inf")))
+            final = b.select(finite, b.fadd(total, b.load(comp)), total)
+            slot = accs[key]
+            b.store(final if slot.type.pointee == F64 else b.fptrunc(final, slot.type.pointee), slot)
 
     def _address(self, b, access, index, pointers):
         offset = _i64(access.offset)
@@ -285,6 +328,11 @@ class ModuleGenerator:
         for k, acc in enumerate(phase.accumulators):
             value, _ = self._ref(b, acc.value, values, accs)
             slot = accs[(p, k)]
+            if isinstance(slot, tuple):  # a float64 sum's compensated total
+                _neumaier_add(b, *slot, value)
+                continue
+            if slot.type.pointee != value.type:  # a float sum's float64 partial
+                value = _widen(b, value)
             b.store(_combine(b, acc.kind, acc.dtype, b.load(slot), value), slot)
         for access, ref in phase.stores:
             value, vdtype = self._ref(b, ref, values, accs)
