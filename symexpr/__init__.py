@@ -19,3 +19,18 @@ from symexpr.graph.type import TensorType
 from symexpr.ops import *  # noqa: F401,F403  (the op library is the public API)
 from symexpr.printing import debugprint, pprint, to_dot, to_networkx
 from symexpr.symbols import matrix, scalar, tensor, vector
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads in compiled code and in the BLAS it calls (default: the CPUs this process may use,
+    within its cgroup quota, or ``$SYMEXPR_NUM_THREADS``)."""
+    from symexpr.backends.llvm import runtime
+
+    runtime.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """How many threads compiled code and its BLAS use."""
+    from symexpr.backends.llvm import runtime
+
+    return runtime.get_num_threads()

@@ -47,6 +47,12 @@ class Function:
         names = [v.name for v in self.inputs if v.name]
         self._ambiguous = {n for n in names if names.count(n) > 1}
         self._names = {v.name: i for i, v in enumerate(self.inputs) if v.name and v.name not in self._ambiguous}
+        self._n_inputs = len(self.inputs)
+        self._labels = [_argument_label(v, i) for i, v in enumerate(self.inputs)]
+        #: Per input: the numpy dtype, the declared shape, the rank and the static dimensions as
+        #: (axis, size) pairs.  An exact ndarray matching these needs no TensorType.check_value
+        #: call; any other value goes through it (conversions, errors naming the argument).
+        self._fast_checks = [_fast_check(v.type) for v in self.inputs]
 
     def __repr__(self):
         names = ", ".join(v.name or f"arg{i}" for i, v in enumerate(self.inputs))
@@ -74,11 +80,30 @@ class Function:
         return values
 
     def __call__(self, *args, **kwargs):
-        values = args if not kwargs and len(args) == len(self.inputs) else self._bind(args, kwargs)
-        checked = [var.type.check_value(value, _argument_label(var, i)) for i, (var, value) in enumerate(zip(self.inputs, values))]
+        values = args if not kwargs and len(args) == self._n_inputs else self._bind(args, kwargs)
+        # The common case in a few attribute reads per argument: exact ndarrays of the declared
+        # dtype whose shape fits.  Any other value is checked (and converted, or refused with an
+        # error naming the argument) by TensorType.check_value.
+        for value, (dtype, shape, ndim, known) in zip(values, self._fast_checks):
+            if type(value) is not _ndarray or value.dtype is not dtype or value.ndim != ndim:
+                break
+            if known:
+                got = value.shape
+                if got != shape and any(got[i] != d for i, d in known):
+                    break
+        else:
+            checked = list(values)
+            results = self._compiled(checked)
+            if self._fresh and len(results) == 1:
+                return results[0] if self._single else results
+            return self._owned(results, checked)
+        checked = [var.type.check_value(value, label) for var, value, label in zip(self.inputs, values, self._labels)]
         results = self._compiled(checked)
         if self._fresh and len(results) == 1:
             return results[0] if self._single else results
+        return self._owned(results, checked)
+
+    def _owned(self, results, checked):
         owned = []
         seen: set[int] = {id(a) for a in checked}
         for out in results:
@@ -111,6 +136,15 @@ class Function:
         return self._compiled.assembly()
 
 
+_ndarray = np.ndarray
+
+
+def _fast_check(type_):
+    """What ``Function.__call__`` compares an exact ndarray argument with (see ``Function._fast_checks``)."""
+    shape = tuple(type_.shape)
+    return np.dtype(type_.dtype), shape, len(shape), tuple((i, d) for i, d in enumerate(shape) if d is not None)
+
+
 def function(inputs, outputs, backend: str | None = None, passes=None) -> Function:
     """Compile a graph from ``inputs`` to ``outputs`` into a callable.
 
@@ -121,7 +155,8 @@ def function(inputs, outputs, backend: str | None = None, passes=None) -> Functi
     outputs : Variable or list of Variable
         One output (the call returns an array) or a list (the call returns a list).
     backend : str, optional
-        A registered backend name (default ``"numpy"``, the reference interpreter; ``"llvm"`` compiles to native code).
+        A registered backend name (default ``"llvm"``, which compiles to native code with llvmlite;
+        ``"numpy"`` is the reference interpreter).
     passes : None, str, callable or list, optional
         Graph passes to run before compiling; see :func:`symexpr.passes.resolve_passes`.
 

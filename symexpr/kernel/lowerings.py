@@ -6,6 +6,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from symexpr.dtypes import canonical_dtype
+from symexpr.graph.basic import Constant
 from symexpr.kernel.ir import Access, Accumulator, GemmKernel, Instr, LoopKernel, Phase
 from symexpr.kernel.lower import Unsupported, View, collapse, contiguous_strides, lowers
 from symexpr.ops import nnet
@@ -72,12 +73,26 @@ def _loads_builder(ctx, loads_dtypes):
 def _lower_map(ctx, node, program):
     out_var = node.outputs[0]
     shape = ctx.shape(out_var)
-    views = [ctx.view(v) for v in node.inputs]
-    builder = _loads_builder(ctx, [v.dtype for v in node.inputs])
-    result = builder.inline(program, [("load", i) for i in range(len(views))])
+    # One-element constants become literals of the program (a load saved, and the code generator
+    # sees the value: pow with a constant exponent takes NumPy's fast path).
+    loaded = [v for v in node.inputs if not _is_scalar_constant(v)]
+    views = [ctx.view(v) for v in loaded]
+    builder = _loads_builder(ctx, [v.dtype for v in loaded])
+    operands, n_loads = [], 0
+    for v in node.inputs:
+        if _is_scalar_constant(v):
+            operands.append(builder.const(np.asarray(v.data).reshape(()), v.dtype))
+        else:
+            operands.append(("load", n_loads))
+            n_loads += 1
+    result = builder.inline(program, operands)
     result = builder.cast(result, out_var.dtype)
     out = ctx.allocate(out_var)
     ctx.map_kernel(ctx.kernel_name(node), shape, [v.access(shape) for v in views], builder.program, out, result)
+
+
+def _is_scalar_constant(var) -> bool:
+    return isinstance(var, Constant) and np.asarray(var.data).size == 1
 
 
 @lowers(Elemwise)

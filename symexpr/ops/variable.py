@@ -68,6 +68,18 @@ class TensorOperators:
         return ew.mod(other, self)
 
     def __pow__(self, other):
+        # ndarray.__pow__'s fast path (NumPy's fast_scalar_power), for a Python int or float exponent
+        # only: ** 2 is np.square (bool gives int8; for integer arrays only the int 2); on float
+        # arrays ** -1 is np.reciprocal and ** 0.5 is np.sqrt, which differ from C's pow at -inf and -0.0.
+        if type(other) in (int, float):
+            is_float = self.dtype.startswith("float")
+            if other == 2 and (is_float or type(other) is int):  # an integer array ** 2.0 is np.power's
+                base = ew.cast(self, "int8") if self.dtype == "bool" else self
+                return ew.mul(base, base)
+            if is_float and other == -1:
+                return ew.true_div(1, self)
+            if is_float and other == 0.5:
+                return ew.sqrt(self)
         return ew.power(self, other)
 
     def __rpow__(self, other):

@@ -128,31 +128,29 @@ def test_power_with_a_0d_exponent_of_another_dtype(backend, dtype, exponent):
 def test_pow_scalar_exponent_fires_and_declines():
     x = se.vector("x")
     h = se.vector("h", dtype="float16")
-    for out in (x ** 0.5, x ** -1, x ** 2, x ** 1.0, se.cast(x, "int32") ** 0.5, h ** se.constant(np.float32(0.5))):
+    # (``x ** 0.5`` itself builds sqrt: the operator takes NumPy's fast path; se.power keeps np.power)
+    for out in (se.power(x, 0.5), se.power(x, -1), se.power(x, 2), x ** 1.0, se.cast(x, "int32") ** 0.5,
+                h ** se.constant(np.float32(0.5))):
         assert_rewrite_fires(POW_RULE, out)
     for out in (
         x ** 3,  # C's pow, not a fast path
         x ** se.constant(np.full(3, 0.5, "float32")),  # not 0-d: NumPy's loop gives C's pow for an array of 0.5
-        h ** 0.5,  # float16 power has no fast path in NumPy's loop
-        se.vector("i", dtype="int32") ** 2,  # integer power
+        se.power(h, 0.5),  # float16 power has no fast path in NumPy's loop
+        se.power(se.vector("i", dtype="int32"), 2),  # integer power
     ):
         f = se.function([v for v in graph_inputs([out]) if not isinstance(v, se.Constant)], out, passes=[POW_RULE])
         assert f.rewrite_log == []
 
 
-# -- what a rewrite cannot fix: the operator and the compiled backends ---------------------------------
+# -- outside the passes: the operator and the compiled backends ----------------------------------------
 #
-# These are NumPy's ``ndarray ** scalar`` results that symexpr does not give yet.  The fix is
-# outside the passes: ``Variable.__pow__`` (moving to the ops layer) must build what NumPy's
-# ``fast_scalar_power`` builds for an exponent that is exactly a Python int or float -- ``x * x``
-# (np.square) for ``2`` on any dtype (bool ** 2 is int8), and for float dtypes ``1 / x`` for
-# ``-1`` and ``sqrt(x)`` for ``0.5`` -- while ``se.power(x, y)`` stays ``np.power``.  And a
-# compiled backend given ``power(x, c)`` with a 0-d constant ``c`` in {-1, 0, 0.5, 1, 2} and a
-# float32/float64 result, with no passes, must compute NumPy's fast path (the rewrite does it
-# only in the passes).
+# ``Variable.__pow__`` builds what NumPy's ``fast_scalar_power`` builds for an exponent that is
+# exactly a Python int or float (``x * x`` for 2, bool ** 2 being int8; for floats ``1 / x`` for -1
+# and ``sqrt(x)`` for 0.5), while ``se.power(x, y)`` stays ``np.power``; and the llvm backend given
+# ``power(x, c)`` with a one-element constant ``c`` in {-1, 0, 0.5, 1, 2} and a float32/float64
+# result computes the power loops' fast path without any pass.
 
 
-@pytest.mark.xfail(strict=True, reason="operator: NumPy's float16 ** 0.5 is np.sqrt; np.power(float16, 0.5) is C's pow")
 def test_float16_array_to_the_half_is_sqrt_as_in_numpy(backend):
     x = se.vector("x", dtype="float16")
     values = np.array([-np.inf, -0.0, 4.0], "float16")
@@ -161,13 +159,11 @@ def test_float16_array_to_the_half_is_sqrt_as_in_numpy(backend):
     assert_identical(got, numpy_pow(values, 0.5))
 
 
-@pytest.mark.xfail(strict=True, reason="operator: NumPy's bool ** 2 is np.square, int8; np.power(bool, 2) is int64")
 def test_bool_array_squared_is_int8_as_in_numpy():
     b = se.vector("b", dtype="bool")
     assert (b ** 2).dtype == (np.array([True]) ** 2).dtype.name
 
 
-@pytest.mark.xfail(strict=True, reason="llvm backend: power with a 0-d constant exponent lacks NumPy's fast path")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_compiled_power_without_passes_is_numpys_value(backend, dtype):
     if backend == "numpy":
@@ -176,4 +172,6 @@ def test_compiled_power_without_passes_is_numpys_value(backend, dtype):
     values = np.array([-np.inf, -0.0, 4.0], dtype)
     with np.errstate(invalid="ignore"):
         got = se.function([x], x ** 0.5, backend=backend, passes="none")(values)
+        power = se.function([x], se.power(x, se.constant(np.asarray(0.5, dtype))), backend=backend, passes="none")
+        assert_identical(power(values), np.power(values, np.asarray(0.5, dtype)))
     assert_identical(got, numpy_pow(values, 0.5))

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import operator
+import os
 import threading
+import weakref
 
 import numpy as np
 
+from symexpr._version import __version__
 from symexpr.backends.llvm import loader, runtime, scalar_ops, target
 from symexpr.backends.llvm.runtime import get_num_threads, set_num_threads
 from symexpr.kernel import lowerings  # noqa: F401  (registers the op lowerings)
@@ -24,8 +28,37 @@ from symexpr.ops.matmul import MatMul
 
 __all__ = ["LLVMBackend", "LLVMFunction", "get_num_threads", "set_num_threads"]
 
-#: Bumped whenever generated code changes meaning; part of every cache key.
-CODEGEN_VERSION = 1
+
+def hash_sources(package_dir) -> str:
+    """SHA-256 over every ``.py`` file under ``package_dir``: relative path and bytes, in sorted order."""
+    digest = hashlib.sha256()
+    files = []
+    for folder, dirs, names in os.walk(package_dir):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
+        files += [os.path.join(folder, n) for n in names if n.endswith(".py")]
+    for path in sorted(files, key=lambda p: os.path.relpath(p, package_dir).replace(os.sep, "/")):
+        rel = os.path.relpath(path, package_dir).replace(os.sep, "/")
+        with open(path, "rb") as fh:
+            data = fh.read()
+        digest.update(f"{rel}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def source_hash() -> str:
+    """The hash of the code generator's source, part of every cache key (computed once per process).
+
+    It covers every ``.py`` file of the symexpr package rather than a list of
+    modules that shape generated code (lowering, kernel IR, codegen, scalar
+    ops, math library, passes...): a list would go stale, and a stale key serves
+    old machine code for a graph the new code compiles differently.  Editing
+    any symexpr source (a new version, or a checkout) therefore starts a fresh
+    set of cache entries.  It costs one read of the package's sources (a few
+    milliseconds), on the first compile that uses the cache.
+    """
+    package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return hash_sources(package)
 
 
 def graph_key(fgraph) -> str:
@@ -113,7 +146,7 @@ class _Specialisation:
                     "geometry": [[list(s), list(st)] for s, st in geometry],
                     "target": target.fingerprint(),
                     "blas": blas,
-                    "codegen": CODEGEN_VERSION,
+                    "codegen": source_hash(),
                     "symexpr": _version(),
                 }
             )
@@ -145,9 +178,7 @@ def _triple():
 
 
 def _version():
-    import symexpr
-
-    return symexpr.__version__
+    return __version__
 
 
 def _cache():
@@ -171,7 +202,10 @@ class LLVMFunction:
     def __init__(self, fgraph):
         self.fgraph = fgraph
         self._variants: dict = {}
+        #: The run method of each specialisation, by the call-time key: the whole dispatch of a call.
+        self._runs: dict = {}
         self._lock = threading.Lock()
+        _live_functions.add(self)
         self._last = None
         self._itemsizes = [np.dtype(v.dtype).itemsize for v in fgraph.inputs]
         if all(all(d is not None for d in v.type.shape) for v in fgraph.inputs):
@@ -179,7 +213,19 @@ class LLVMFunction:
             self._specialise(geometry)
 
     def __call__(self, args):
-        key = tuple((a.shape, a.strides) for a in args)
+        # ((shape, byte strides), ...): the same key _specialise files a specialisation under.
+        if len(args) == 1:
+            a = args[0]
+            key = ((a.shape, a.strides),)
+        else:
+            key = tuple(map(_geometry_of, args))
+        run = self._runs.get(key)
+        if run is None:
+            return self._dispatch_slow(key, args)
+        return run(args)
+
+    def _dispatch_slow(self, key, args):
+        """A call whose key has no run method yet: find or compile its specialisation."""
         variant = self._variants.get(key)
         if variant is None:
             aligned = [all(s % n == 0 for s in a.strides) for a, n in zip(args, self._itemsizes)]
@@ -189,6 +235,8 @@ class LLVMFunction:
             variant = self._specialise(geometry)
             if all(aligned):
                 self._variants[key] = variant
+        if key in self._variants:
+            self._runs[key] = variant.executable.run
         return variant.executable.run(args)
 
     def _specialise(self, geometry):
@@ -224,6 +272,22 @@ class LLVMFunction:
     def plan(self):
         """The kernel-IR plan of the most recent specialisation."""
         return self._latest().plan
+
+
+_geometry_of = operator.attrgetter("shape", "strides")
+
+#: Every LLVMFunction, so that a fork()ed child can replace their locks.
+_live_functions: weakref.WeakSet = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A thread that was specialising a function at fork() time does not exist in the child: free its lock."""
+    for fn in list(_live_functions):
+        fn._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _c_strides(shape):

@@ -676,3 +676,66 @@ def test_store_interrupted_before_its_commit_leaves_no_entry(tmp_path, monkeypat
     assert cache.stats["misses"] == 1 and cache.stats["corrupt"] == 0
     cache.store(key, b"code", {})
     assert cache.load(key) == CacheEntry(b"code", {})
+
+
+# -- the llvm backend's key covers the code generator's source -------------------------------------
+
+
+def test_hash_sources_covers_every_python_file(tmp_path):
+    from symexpr.backends import llvm as backend
+
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.py").write_text("y = 2\n")
+    first = backend.hash_sources(pkg)
+    assert re.fullmatch(r"[0-9a-f]{64}", first)
+    assert backend.hash_sources(str(pkg)) == first
+    # Files that are not Python source, and bytecode caches, do not count.
+    (pkg / "notes.txt").write_text("not code")
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "a.cpython-311.py").write_text("cached")
+    assert backend.hash_sources(pkg) == first
+    (pkg / "sub" / "b.py").write_text("y = 3\n")  # an edit
+    edited = backend.hash_sources(pkg)
+    assert edited != first
+    (pkg / "sub" / "b.py").rename(pkg / "sub" / "c.py")  # same bytes, another module
+    assert backend.hash_sources(pkg) not in (first, edited)
+    (pkg / "sub" / "c.py").rename(pkg / "sub" / "b.py")
+    (pkg / "sub" / "new.py").write_text("")  # a new, empty module
+    assert backend.hash_sources(pkg) != edited
+
+
+def test_source_hash_is_the_package_hash_computed_once():
+    import symexpr
+    from symexpr.backends import llvm as backend
+
+    assert not hasattr(backend, "CODEGEN_VERSION"), "replaced by the source hash"
+    first = backend.source_hash()
+    assert first == backend.hash_sources(os.path.dirname(symexpr.__file__))
+    hits = backend.source_hash.cache_info().hits
+    assert backend.source_hash() == first
+    assert backend.source_hash.cache_info().hits == hits + 1
+
+
+def test_code_generator_change_misses_the_cache(monkeypatch):
+    """Entries compiled by other code generator sources are never served (a stale entry would run old code)."""
+    import numpy as np
+
+    import symexpr as se
+    from symexpr.backends import llvm as backend
+
+    x = se.tensor("x", "float32", (5,))  # static shape: compiled by function()
+
+    def compile_():
+        f = se.function([x], x * 2 + 1, backend="llvm")
+        np.testing.assert_array_equal(f(np.arange(5, dtype=np.float32)), np.arange(5) * 2 + 1)
+        return f._compiled._latest().cache_hit
+
+    assert compile_() is False
+    assert compile_() is True
+    with monkeypatch.context() as m:
+        m.setattr(backend, "source_hash", lambda: "0" * 64)  # as after an edit of codegen.py
+        assert compile_() is False
+        assert compile_() is True
+    assert compile_() is True  # the first entry is still there for the real sources
