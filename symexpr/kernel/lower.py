@@ -358,10 +358,10 @@ def broadcast_message(node, shapes: list) -> str | None:
     names = [_operand_text(node.inputs[i], 2)[0] for i in sizes]
     listed = [f"{name} (shape {tuple(shapes[i])})" for name, i in zip(names, sizes)]
     operands = ", ".join(listed[:-1]) + " and " + listed[-1]
-    dims = ", ".join(str(d) for d in sorted(set(sizes.values())))
+    dims = ", ".join(f"{name} {sizes[i]}" for name, i in zip(names, sizes))
     msg = (
         f"{expression_text(node)}: operands {operands} cannot be broadcast together "
-        f"(dimension {axis} has sizes {dims})"
+        f"(dimension {axis}: {dims})"
     )
     if not _is_fused(node.op):  # a fused node's label would only repeat the expression
         msg += f"\n  while evaluating {node_label(node)}"
