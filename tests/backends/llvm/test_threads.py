@@ -294,3 +294,32 @@ def test_environment_variable_limits_blas_when_it_is_bound():
     proc = subprocess.run([sys.executable, "-c", _ENV_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[1]"
+
+
+# -- barriers back off ----------------------------------------------------------------------------
+def test_barrier_waits_yield_the_core():
+    """A thread waiting at a barrier between kernels spins a bounded number of times, then yields:
+    with more threads than cores, the threads it waits for need the core it would hold."""
+    from symexpr.backends.llvm import codegen
+
+    x = se.tensor("x", "float32", (512, 512))
+    f = se.function([x], [se.exp(x) + 1, se.sum(se.softmax(x, axis=-1) * 2, axis=0)], backend="llvm")
+    src = f.source
+    assert "symexpr_seg0" in src and "barrier.wait" in src, "expected a segment with a barrier"
+    assert "call i32 @\"sched_yield\"()" in src
+    assert f", {codegen.SPINS_BEFORE_YIELD}\n" in src  # the spin bound
+
+
+def test_many_more_threads_than_cores_still_agree():
+    x = se.tensor("x", "float32", (512, 512))
+    f = se.function([x], [se.exp(x) + 1, se.sum(se.softmax(x, axis=-1) * 2, axis=0)], backend="llvm")
+    ref = se.function([x], [se.exp(x) + 1, se.sum(se.softmax(x, axis=-1) * 2, axis=0)], backend="numpy")
+    a = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+    before = get_num_threads()
+    try:
+        set_num_threads(4 * (os.cpu_count() or 1))
+        for _ in range(3):
+            for got, want in zip(f(a), ref(a)):
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    finally:
+        set_num_threads(before)
