@@ -23,10 +23,12 @@ from symexpr.ops.shape import BroadcastTo, Concatenate, ExpandDims, Reshape, Squ
 class ProgramBuilder:
     """Builds a kernel-IR program, inferring each instruction's dtype from its operands."""
 
-    def __init__(self, ref_dtypes, supports=None):
+    def __init__(self, ref_dtypes, supports=None, invariant=()):
         self.program: list[Instr] = []
         self._ref_dtypes = ref_dtypes
         self._supports = supports
+        #: Load references whose value is the same at every point of the kernel (one-element inputs).
+        self._invariant = set(invariant)
 
     def dtype_of(self, ref) -> str:
         if ref[0] == "tmp":
@@ -36,12 +38,38 @@ class ProgramBuilder:
         return self._ref_dtypes(ref)
 
     def add(self, op, *args) -> tuple:
+        if op == ps.power and args[1] in self._invariant:
+            fast = self._power_fast_path(*args)
+            if fast is not None:
+                return fast
         arg_dtypes = [self.dtype_of(a) for a in args]
         if self._supports is not None and not self._supports(op, arg_dtypes):
             raise Unsupported(f"{op!r} on {arg_dtypes}")
         dtype = canonical_dtype(op.out_dtype(*arg_dtypes))
         self.program.append(Instr(op, tuple(args), dtype))
         return ("tmp", len(self.program) - 1)
+
+    def _power_fast_path(self, x, y):
+        """``x ** y`` for an exponent ``y`` broadcast over the whole kernel, as NumPy's float32/float64
+        power loops compute it: with a broadcast exponent of -1, 0, 0.5, 1 or 2 they return ``1/x``,
+        ``1``, ``sqrt(x)``, ``x`` or ``x*x`` (``(-inf) ** 0.5`` is NaN, not C's inf)."""
+        work = canonical_dtype(ps.power.out_dtype(self.dtype_of(x), self.dtype_of(y)))
+        if work not in ("float32", "float64"):
+            return None
+        xw, yw = self.cast(x, work), self.cast(y, work)
+        self._invariant.discard(y)  # the general power below
+        result = self.add(ps.power, xw, yw)
+        cases = (
+            (2.0, lambda: self.add(ps.mul, xw, xw)),
+            (0.5, lambda: self.add(ps.sqrt, xw)),
+            (-1.0, lambda: self.add(ps.true_div, self.const(1, work), xw)),
+            (1.0, lambda: xw),
+            (0.0, lambda: self.const(1, work)),
+        )
+        for value, build in cases:
+            hit = self.add(ps.equal, yw, self.const(value, work))
+            result = self.add(ps.where, hit, build(), result)
+        return result
 
     def cast(self, ref, dtype) -> tuple:
         return ref if self.dtype_of(ref) == dtype else self.add(ps.Cast(dtype), ref)
@@ -77,7 +105,8 @@ def _lower_map(ctx, node, program):
     # sees the value: pow with a constant exponent takes NumPy's fast path).
     loaded = [v for v in node.inputs if not _is_scalar_constant(v)]
     views = [ctx.view(v) for v in loaded]
-    builder = _loads_builder(ctx, [v.dtype for v in loaded])
+    invariant = [("load", k) for k, view in enumerate(views) if int(np.prod(view.shape, dtype=np.int64)) == 1]
+    builder = ProgramBuilder(lambda ref: loaded[ref[1]].dtype, ctx.supports, invariant)
     operands, n_loads = [], 0
     for v in node.inputs:
         if _is_scalar_constant(v):

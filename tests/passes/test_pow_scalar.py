@@ -175,3 +175,19 @@ def test_compiled_power_without_passes_is_numpys_value(backend, dtype):
         power = se.function([x], se.power(x, se.constant(np.asarray(0.5, dtype))), backend=backend, passes="none")
         assert_identical(power(values), np.power(values, np.asarray(0.5, dtype)))
     assert_identical(got, numpy_pow(values, 0.5))
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (1, 1)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_power_with_a_one_element_input_exponent_is_numpys_value(backend, dtype, shape):
+    """NumPy's power loops take the fast path for any broadcast exponent, also one passed at run time."""
+    x = se.tensor("x", dtype, (None,) * max(len(shape), 1))
+    e = se.tensor("e", dtype, shape)
+    f = se.function([x, e], [x ** e, se.power(x, e) * 2], backend=backend)
+    values = np.array([-np.inf, -0.0, 4.0, np.nan, 3.3, -2.0], dtype).reshape((-1,) + (1,) * (max(len(shape), 1) - 1))
+    for exponent in (0.5, 2.0, -1.0, 1.0, 0.0):  # the fast-path values: exact, like NumPy
+        ev = np.full(shape, exponent, dtype)
+        with np.errstate(all="ignore"):
+            got = f(values, ev)
+            assert_identical(got[0], np.power(values, ev))
+            assert_identical(got[1], np.power(values, ev) * 2)

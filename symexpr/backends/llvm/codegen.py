@@ -278,8 +278,11 @@ class ModuleGenerator:
                 if key not in direct:
                     _neumaier_add(b, slots[2], slots[3], _widen(b, b.load(slots[which])))
 
+        # A strided inner loop is not vectorised: its "vector part" would be one long chain.
+        unit = all(access.strides[-1] in (0, 1) for access in phase.loads)
+
         def run_block(lo, hi, index, length):
-            vector_part = 0 if length < SHORT_SUM else length - length % lanes
+            vector_part = 0 if length < SHORT_SUM or not unit else length - length % lanes
             if vector_part:
                 run_loop(0, lo, b.add(lo, _i64(vector_part)), index)
             if vector_part < length:

@@ -26,6 +26,7 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 SELF_CGROUP = "/proc/self/cgroup"
 
 _num_threads = None
+_num_threads_set = False  # by set_num_threads
 _pool = None
 _pool_lock = threading.Lock()
 
@@ -137,14 +138,24 @@ def set_num_threads(n: int) -> None:
     workers sleep), so each gets all ``n`` rather than a share.  NumPy's own
     matmul uses that OpenBLAS too, so this limits it as well.
     """
-    global _num_threads
+    global _num_threads, _num_threads_set
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
     _num_threads = n
+    _num_threads_set = True
     if _blas_bound is None:
         bind_blas()  # binding limits the library to get_num_threads(), now n
     elif _blas_bound:
         _limit_blas_threads(n)
+
+
+def _threads_chosen() -> bool:
+    """Whether the user chose the thread count (``set_num_threads`` or ``$SYMEXPR_NUM_THREADS``).
+
+    Only then does binding BLAS limit it: otherwise OpenBLAS keeps its own
+    default, which honours ``OPENBLAS_NUM_THREADS`` and is all CPUs, like ours.
+    """
+    return _num_threads_set or bool(os.environ.get("SYMEXPR_NUM_THREADS", "").strip())
 
 
 def _executor(workers: int):
@@ -179,7 +190,8 @@ _blas_controllers = None
 def bind_blas() -> bool:
     """Point the GEMM symbols compiled code calls at NumPy's bundled OpenBLAS; False if none is found.
 
-    Binding also limits that library to :func:`get_num_threads` threads (see :func:`set_num_threads`).
+    Binding also limits that library to :func:`get_num_threads` threads when the user chose that
+    count (see :func:`set_num_threads`); otherwise OpenBLAS keeps its own default.
     """
     global _blas_bound
     if _blas_bound is not None:
@@ -209,7 +221,8 @@ def bind_blas() -> bool:
             llvm.add_symbol(GEMM_SYMBOLS["float64"], ctypes.cast(d_fn, ctypes.c_void_p).value)
             _blas_bound = True
             _blas_lib[:] = [lib]
-            _limit_blas_threads(get_num_threads())
+            if _threads_chosen():
+                _limit_blas_threads(get_num_threads())
             return True
     return False
 

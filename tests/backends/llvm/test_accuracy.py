@@ -96,3 +96,13 @@ def test_wide_row_normalisations(op):
     ours = np.abs(f(a) - exact).max() / np.abs(exact).max()
     theirs = np.abs(numpy32 - exact).max() / np.abs(exact).max()
     assert ours <= 1.5 * theirs + 2 * np.finfo(np.float32).eps, (ours, theirs)
+
+
+def test_strided_row_sums():
+    """A strided inner loop is not vectorised; its sum must not become one long float32 chain."""
+    x = se.matrix("x", dtype="float32")
+    f = se.function([x], se.sum(x, axis=1), backend="llvm")
+    a = _data(np.random.default_rng(5), (16, 2 * 8192))[:, ::2]
+    exact = a.astype(np.float64).sum(axis=1)
+    ours, theirs = _ulp_error(f(a), exact), _ulp_error(a.sum(axis=1), exact)
+    assert ours.max() <= max(1.0, 1.5 * theirs.max()), (ours.max(), theirs.max())

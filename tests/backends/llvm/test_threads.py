@@ -296,6 +296,19 @@ def test_environment_variable_limits_blas_when_it_is_bound():
     assert proc.stdout.strip().splitlines()[-1] == "[1]"
 
 
+def test_compiling_leaves_the_users_openblas_setting_alone():
+    """Without set_num_threads or SYMEXPR_NUM_THREADS, binding BLAS keeps OPENBLAS_NUM_THREADS's count."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs two CPUs to tell 1 from the default")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(se.__file__)))
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", SYMEXPR_CACHE="0",
+               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("SYMEXPR_NUM_THREADS", None)
+    proc = subprocess.run([sys.executable, "-c", _ENV_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[1]"
+
+
 # -- barriers back off ----------------------------------------------------------------------------
 def test_barrier_waits_yield_the_core():
     """A thread waiting at a barrier between kernels spins a bounded number of times, then yields:
