@@ -117,6 +117,27 @@ def assert_fresh(got: np.ndarray, *inputs: np.ndarray):
     assert got.flags.writeable
 
 
+def assert_identical(got, want):
+    """Same dtype, shape and values; NaN where NumPy has NaN, and the sign of every zero."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype, f"dtype {got.dtype}, NumPy gives {want.dtype}"
+    np.testing.assert_array_equal(got, want)
+    if want.dtype.kind == "f":
+        zeros = want == 0
+        np.testing.assert_array_equal(np.signbit(got[zeros]), np.signbit(want[zeros]), err_msg="sign of zero")
+
+
+@contextmanager
+def num_threads(n):
+    """Run the block with ``se.set_num_threads(n)``, then restore the previous count."""
+    previous = se.get_num_threads()
+    se.set_num_threads(n)
+    try:
+        yield
+    finally:
+        se.set_num_threads(previous)
+
+
 def ids(obj):
     """``obj`` with every Variable replaced by its identity, so lists of variables compare with ``==``."""
     if isinstance(obj, se.Variable):

@@ -10,7 +10,7 @@ from symexpr.graph.basic import Apply, Op
 from symexpr.graph.type import TensorType
 from symexpr.kernel import lowerings  # noqa: F401  (registers the op lowerings)
 from symexpr.kernel.ir import HostStep, LoopKernel
-from symexpr.kernel.lower import _LOWERINGS, Unsupported, build_plan, lowers, plan_hazards
+from symexpr.kernel.lower import _LOWERINGS, Unsupported, lowers, plan_hazards
 from symexpr.ops.elemwise import Elemwise
 from symexpr.ops.convert import as_tensor
 

@@ -14,6 +14,7 @@ import itertools
 
 import numpy as np
 import pytest
+from support import assert_identical
 
 import symexpr as se
 from symexpr.passes import all_rules
@@ -22,15 +23,6 @@ from symexpr.testing import assert_rewrite_fires, assert_rewrite_preserves, case
 
 RULES = {r.name: r for _, r in all_rules()}
 
-
-def assert_identical(got, want):
-    """Same dtype, shape and values; NaN where NumPy has NaN, and the sign of every zero."""
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.dtype == want.dtype, f"dtype {got.dtype}, NumPy gives {want.dtype}"
-    np.testing.assert_array_equal(got, want)
-    if want.dtype.kind == "f":
-        zeros = want == 0
-        np.testing.assert_array_equal(np.signbit(got[zeros]), np.signbit(want[zeros]), err_msg="sign of zero")
 
 
 def run(inputs, output, values, backend, passes):

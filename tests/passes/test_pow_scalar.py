@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import assert_identical
 
 import symexpr as se
 from symexpr.graph.traversal import graph_inputs
@@ -32,14 +33,6 @@ from symexpr.testing import assert_rewrite_fires
 RULES = {r.name: r for _, r in all_rules()}
 POW_RULE = RULES["pow_scalar_exponent"]
 
-
-def assert_identical(got, want):
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.dtype == want.dtype, f"dtype {got.dtype}, NumPy gives {want.dtype}"
-    np.testing.assert_array_equal(got, want)
-    if want.dtype.kind == "f":
-        zeros = want == 0
-        np.testing.assert_array_equal(np.signbit(got[zeros]), np.signbit(want[zeros]), err_msg="sign of zero")
 
 
 def float_values(dtype) -> np.ndarray:

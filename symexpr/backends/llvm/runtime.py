@@ -12,7 +12,6 @@ import threading
 import llvmlite.binding as llvm
 import numpy as np
 
-from symexpr.backends.llvm import target
 from symexpr.backends.llvm.codegen import GEMM_SYMBOLS
 from symexpr.graph.basic import Constant
 from symexpr.kernel.ir import HostStep
@@ -263,9 +262,10 @@ def _limit_blas_threads(n: int) -> None:
 
 # -- the per-call driver ------------------------------------------------------------------
 class Executable:
-    """A plan with its loaded code: ``run(arrays)`` returns the output arrays."""
+    """A plan with its loaded code (a :class:`~symexpr.backends.llvm.loader.LoadedModule` or None):
+    ``run(arrays)`` returns the output arrays."""
 
-    def __init__(self, fgraph, plan, schedule, module: LoadedModule | None, segment_work):
+    def __init__(self, fgraph, plan, schedule, module, segment_work):
         self.fgraph = fgraph
         self.plan = plan
         self.module = module

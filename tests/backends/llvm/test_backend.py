@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
-from support import ALL_DTYPES, FLOAT_DTYPES, INT_DTYPES
+from support import ALL_DTYPES, FLOAT_DTYPES, INT_DTYPES, num_threads
 
 import symexpr as se
 from symexpr.backends.llvm import get_num_threads, runtime, set_num_threads
@@ -1201,14 +1201,6 @@ def test_odd_graphs(name):
 # -- 9. threads -------------------------------------------------------------------------------
 
 
-@contextmanager
-def num_threads(n):
-    previous = get_num_threads()
-    set_num_threads(n)
-    try:
-        yield
-    finally:
-        set_num_threads(previous)
 
 
 def _big_case(name):

@@ -7,10 +7,10 @@ import os
 import subprocess
 import sys
 import threading
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from support import num_threads
 
 import symexpr as se
 from symexpr.backends.llvm import get_num_threads, runtime, set_num_threads
@@ -21,14 +21,6 @@ threadpoolctl = pytest.importorskip("threadpoolctl")
 BIG = 1 << 18
 
 
-@contextmanager
-def num_threads(n):
-    previous = get_num_threads()
-    set_num_threads(n)
-    try:
-        yield
-    finally:
-        set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
