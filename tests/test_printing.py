@@ -283,7 +283,7 @@ PRECEDENCE_CASES = [
     ("-(x@y)", lambda a, b, c, x, y: -(x @ y), "-(x @ y)"),
     ("(x+1)[0]", lambda a, b, c, x, y: (x + 1)[0], "(x + 1.0)[0]"),
     ("x[0]+1", lambda a, b, c, x, y: x[0] + 1, "x[0] + 1.0"),
-    ("(x**2)[0]", lambda a, b, c, x, y: (x**2)[0], "(x ** 2.0)[0]"),
+    ("(x**3)[0]", lambda a, b, c, x, y: (x**3)[0], "(x ** 3.0)[0]"),
     ("(-x)[0]", lambda a, b, c, x, y: (-x)[0], "(-x)[0]"),
     ("-x[0]", lambda a, b, c, x, y: -x[0], "-x[0]"),
     ("x[1:, None]", lambda a, b, c, x, y: x[1:, None], "x[1:, None]"),
@@ -346,7 +346,7 @@ def test_pprint_short_shared_subexpression_is_inlined():
 
 def test_pprint_several_outputs():
     x = se.matrix("x")
-    assert se.pprint([(x + 1) * 2, -x**2]) == "(x + 1.0) * 2.0\n-x ** 2.0"
+    assert se.pprint([(x + 1) * 2, -x**3]) == "(x + 1.0) * 2.0\n-x ** 3.0"
     assert se.pprint([x, x + 1]) == "x\nx + 1.0"
 
 

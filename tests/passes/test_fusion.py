@@ -333,8 +333,8 @@ def test_fused_display_text():
     "build, text",
     [
         (lambda x, y: (x - y) - (y - x), "Fused{i0 - i1 - (i1 - i0)}"),
-        (lambda x, y: -(x ** 2.0) + (-x) ** 2.0, "Fused{-i0 ** 2.0 + (-i0) ** 2.0}"),
-        (lambda x, y: (x ** y) ** 2.0 + x ** (y ** 2.0), "Fused{(i0 ** i1) ** 2.0 + i0 ** i1 ** 2.0}"),
+        (lambda x, y: -(x ** 3.0) + (-x) ** 3.0, "Fused{-i0 ** 3.0 + (-i0) ** 3.0}"),
+        (lambda x, y: (x ** y) ** 3.0 + x ** (y ** 3.0), "Fused{(i0 ** i1) ** 3.0 + i0 ** i1 ** 3.0}"),
         (lambda x, y: (x + 1.0) * y / 3.0, "Fused{(i0 + 1.0) * i1 / 3.0}"),
         (lambda x, y: (x - 1.0) / (y * 2.0), "Fused{(i0 - 1.0) / (i1 * 2.0)}"),
         (lambda x, y: se.maximum(x, y) * -1.0, "Fused{maximum(i0, i1) * -1.0}"),
