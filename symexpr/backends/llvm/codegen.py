@@ -251,7 +251,7 @@ class ModuleGenerator:
         # so are blocks shorter than SHORT_SUM (a handful of vector iterations would leave the
         # tree of lanes as the main source of error).
         # Both partial sums go into a float64 total with Neumaier's compensation.  Errors are
-        # those of NumPy's pairwise summation or smaller (docs/math-accuracy.md).
+        # those of NumPy's pairwise summation or smaller (docs/llvm-backend.md, "Float sums").
         body_accs = dict(accs)
         for key, (_, _, total, comp) in compensated.items():
             b.store(_widen(b, b.load(accs[key])), total)
@@ -263,8 +263,8 @@ class ModuleGenerator:
         n_full, tail = divmod(extent, block)
 
         def run_loop(which, lo, hi, index):
-            # which: 0 the vectorised partial, 1 the float64 one; float64 sums need more than
-            # float64 for the rest, and add each element to the total with compensation.
+            # which: 0 the partial in the value's type, 1 the float64 partial.  A float64 sum's rest
+            # would gain nothing from a float64 partial: each element goes to the total, compensated.
             direct = {key for key, slots in compensated.items() if which == 1 and slots[0].type == F64.as_pointer()}
             for key, slots in compensated.items():
                 if key in direct:
