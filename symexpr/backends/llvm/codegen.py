@@ -87,7 +87,7 @@ def _accumulator_init(acc) -> ir.Constant:
 #: Sequential additions each vector lane makes in one block of a float sum (see ``_phase``).
 ADDS_PER_LANE = 16
 #: Blocks shorter than this are summed in float64 throughout.
-SHORT_SUM = 256
+SHORT_SUM = 128
 
 
 def sum_lanes(cpu_target) -> int:
