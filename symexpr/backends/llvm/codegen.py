@@ -85,7 +85,7 @@ def _accumulator_init(acc) -> ir.Constant:
 
 
 #: Sequential additions each vector lane makes in one block of a float sum (see ``_phase``).
-ADDS_PER_LANE = 16
+ADDS_PER_LANE = 8
 #: Blocks shorter than this are summed in float64 throughout.
 SHORT_SUM = 128
 
