@@ -13,13 +13,11 @@ import functools
 import hashlib
 import operator
 import os
-import threading
-import weakref
 
 import numpy as np
 
 from symexpr._version import __version__
-from symexpr.backends.llvm import loader, runtime, scalar_ops, target
+from symexpr.backends.llvm import forksafe, loader, runtime, scalar_ops, target
 from symexpr.backends.llvm.runtime import get_num_threads, set_num_threads
 from symexpr.kernel import lowerings  # noqa: F401  (registers the op lowerings)
 from symexpr.kernel.ir import GemmKernel, LoopKernel
@@ -204,8 +202,7 @@ class LLVMFunction:
         self._variants: dict = {}
         #: The run method of each specialisation, by the call-time key: the whole dispatch of a call.
         self._runs: dict = {}
-        self._lock = threading.Lock()
-        _live_functions.add(self)
+        self._lock = forksafe.owned_lock(self)
         self._last = None
         self._itemsizes = [np.dtype(v.dtype).itemsize for v in fgraph.inputs]
         if all(all(d is not None for d in v.type.shape) for v in fgraph.inputs):
@@ -275,19 +272,6 @@ class LLVMFunction:
 
 
 _geometry_of = operator.attrgetter("shape", "strides")
-
-#: Every LLVMFunction, so that a fork()ed child can replace their locks.
-_live_functions: weakref.WeakSet = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """A thread that was specialising a function at fork() time does not exist in the child: free its lock."""
-    for fn in list(_live_functions):
-        fn._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _c_strides(shape):

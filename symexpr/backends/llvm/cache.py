@@ -96,11 +96,11 @@ import pathlib
 import re
 import sys
 import tempfile
-import threading
 import time
 import warnings
-import weakref
 from dataclasses import dataclass
+
+from symexpr.backends.llvm import forksafe
 
 __all__ = ["FORMAT_VERSION", "CacheEntry", "CompileCache", "cache_enabled", "default_cache_dir", "make_key"]
 
@@ -312,8 +312,7 @@ class CompileCache:
 
     def __init__(self, directory: str | os.PathLike | None = None):
         self.stats = {"hits": 0, "misses": 0, "corrupt": 0, "stores": 0, "store_errors": 0}
-        self._lock = threading.Lock()
-        _live_caches.add(self)
+        self._lock = forksafe.owned_lock(self)
         self._warned = False
         if directory is None:
             try:
@@ -561,17 +560,3 @@ class CompileCache:
                 elif name.endswith(".o"):
                     _unlink_quietly(pathlib.Path(entry.path))
         return removed
-
-
-#: Every CompileCache, so that a fork()ed child can replace their locks.
-_live_caches: weakref.WeakSet = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """A lock held by another thread at fork() time would never be released in the child: replace them."""
-    for cache in list(_live_caches):
-        cache._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
