@@ -38,10 +38,13 @@ class ProgramBuilder:
         return self._ref_dtypes(ref)
 
     def add(self, op, *args) -> tuple:
-        if op == ps.power and args[1] in self._invariant:
+        if op == ps.power:
             fast = self._power_fast_path(*args)
             if fast is not None:
                 return fast
+        return self._append(op, args)
+
+    def _append(self, op, args) -> tuple:
         arg_dtypes = [self.dtype_of(a) for a in args]
         if self._supports is not None and not self._supports(op, arg_dtypes):
             raise Unsupported(f"{op!r} on {arg_dtypes}")
@@ -50,25 +53,31 @@ class ProgramBuilder:
         return ("tmp", len(self.program) - 1)
 
     def _power_fast_path(self, x, y):
-        """``x ** y`` for an exponent ``y`` broadcast over the whole kernel, as NumPy's float32/float64
-        power loops compute it: with a broadcast exponent of -1, 0, 0.5, 1 or 2 they return ``1/x``,
-        ``1``, ``sqrt(x)``, ``x`` or ``x*x`` (``(-inf) ** 0.5`` is NaN, not C's inf)."""
+        """``x ** y`` for an exponent ``y`` that is the same over the whole kernel, as NumPy's
+        float32/float64 power loops compute it: with a broadcast exponent of -1, 0, 0.5, 1 or 2
+        they return ``1/x``, ``1``, ``sqrt(x)``, ``x`` or ``x*x`` (``(-inf) ** 0.5`` is NaN, not
+        C's inf).  A literal exponent picks its form here; one loaded at run time selects it."""
+        literal = y[0] == "const"
+        if not literal and y not in self._invariant:
+            return None
         work = canonical_dtype(ps.power.out_dtype(self.dtype_of(x), self.dtype_of(y)))
         if work not in ("float32", "float64"):
             return None
         xw, yw = self.cast(x, work), self.cast(y, work)
-        self._invariant.discard(y)  # the general power below
-        result = self.add(ps.power, xw, yw)
-        cases = (
-            (2.0, lambda: self.add(ps.mul, xw, xw)),
-            (0.5, lambda: self.add(ps.sqrt, xw)),
-            (-1.0, lambda: self.add(ps.true_div, self.const(1, work), xw)),
-            (1.0, lambda: xw),
-            (0.0, lambda: self.const(1, work)),
-        )
-        for value, build in cases:
+        forms = {
+            2.0: lambda: self.add(ps.mul, xw, xw),
+            0.5: lambda: self.add(ps.sqrt, xw),
+            -1.0: lambda: self.add(ps.true_div, self.const(1, work), xw),
+            1.0: lambda: xw,
+            0.0: lambda: self.const(1, work),
+        }
+        if literal:
+            form = forms.get(float(y[1]))
+            return form() if form is not None else self._append(ps.power, (x, y))
+        result = self._append(ps.power, (xw, yw))
+        for value, form in forms.items():
             hit = self.add(ps.equal, yw, self.const(value, work))
-            result = self.add(ps.where, hit, build(), result)
+            result = self.add(ps.where, hit, form(), result)
         return result
 
     def cast(self, ref, dtype) -> tuple:
@@ -78,19 +87,16 @@ class ProgramBuilder:
         return ("const", np.asarray(value, dtype=dtype)[()].item(), dtype)
 
     def inline(self, program, operands) -> tuple:
-        """Append a symexpr ``Fused`` program whose ``("in", i)`` are ``operands[i]``; return its result."""
-        base = len(self.program)
+        """Append a symexpr ``Fused`` program whose ``("in", i)`` are ``operands[i]``; return its result.
+
+        An instruction may become several (or none: ``add`` can return an operand), so each
+        ``("tmp", j)`` of ``program`` maps to what its instruction became, not to a position.
+        """
+        results = []
         for scalar_op, args in program:
-            mapped = []
-            for a in args:
-                if a[0] == "in":
-                    mapped.append(operands[a[1]])
-                elif a[0] == "tmp":
-                    mapped.append(("tmp", base + a[1]))
-                else:
-                    mapped.append(a)
-            self.add(scalar_op, *mapped)
-        return ("tmp", len(self.program) - 1)
+            mapped = [operands[a[1]] if a[0] == "in" else results[a[1]] if a[0] == "tmp" else a for a in args]
+            results.append(self.add(scalar_op, *mapped))
+        return results[-1]
 
 
 def _loads_builder(ctx, loads_dtypes):

@@ -184,3 +184,17 @@ def test_power_with_a_one_element_input_exponent_is_numpys_value(backend, dtype,
             got = f(values, ev)
             assert_identical(got[0], np.power(values, ev))
             assert_identical(got[1], np.power(values, ev) * 2)
+
+
+def test_power_fast_path_inside_a_fused_program(backend):
+    """Fused programs with several powers of one run-time exponent, and instructions using their results."""
+    x = se.vector("x", dtype="float32")
+    e = se.scalar("e", dtype="float32")
+    out = x ** e + (x * 2) ** e * 3
+    f = se.function([x, e], out, backend=backend)
+    assert any(n.op.display_name().startswith("Fused") for n in f.fgraph.toposort())
+    values = np.array([-np.inf, -0.0, 4.0, np.nan, 3.3, -2.0], "float32")
+    for exponent in (0.5, 2.0, -1.0, 1.0, 0.0):
+        ev = np.float32(exponent)
+        with np.errstate(all="ignore"):
+            assert_identical(f(values, ev), np.power(values, ev) + np.power(values * 2, ev) * 3)

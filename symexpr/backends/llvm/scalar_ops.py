@@ -296,10 +296,6 @@ def emit_scalar(builder, op, args, arg_dtypes, out_dtype):
             raise UnsupportedScalar(f"{name} with mixed loop dtypes {loop_in}")
         work = loop_in[0]
         vals = [cast(builder, a, d, work) for a, d in zip(args, arg_dtypes)]
-        if name == "pow" and work in ("float32", "float64") and isinstance(args[1], ir.Constant):
-            fast = _power_by_constant(builder, vals[0], args[1].constant)
-            if fast is not None:
-                return cast(builder, fast, loop_out, out_dtype)
         emitter = _UFUNCS.get(name)
         if emitter is None:
             raise UnsupportedScalar(name)
@@ -411,20 +407,6 @@ def _power(builder, vals, work):
     if not is_float(work):
         raise UnsupportedScalar("integer power")  # NumPy raises on negative exponents; the host handles it
     return emit_math(builder, "pow", list(vals))
-
-
-def _power_by_constant(builder, x, exponent):
-    """NumPy's float32/float64 power loops with a broadcast exponent of -1, 0, 0.5, 1 or 2
-    compute ``1/x``, ``1``, ``sqrt(x)``, ``x`` or ``x*x`` (so ``(-inf) ** 0.5`` is NaN, not C's inf)."""
-    one = _fconst(x.type, 1.0)
-    fast = {
-        -1.0: lambda: builder.fdiv(one, x),
-        0.0: lambda: one,
-        0.5: lambda: _intrinsic(builder, "sqrt", x.type, [x]),
-        1.0: lambda: x,
-        2.0: lambda: builder.fmul(x, x),
-    }
-    return fast[exponent]() if exponent in fast else None
 
 
 def _minmax(is_max):
