@@ -113,7 +113,8 @@ def _uge(builder, a, c):
 
 def half_to_float(builder, bits):
     """float32 register value of the float16 whose bits are the i16 ``bits`` (exact)."""
-    if cpu_target(builder).has("f16c") or cpu_target(builder).has("avx512fp16"):
+    t = cpu_target(builder)
+    if t.has("f16c") or t.has("avx512fp16"):
         return builder.fpext(builder.bitcast(bits, F16), F32)
     c = lambda v: ir.Constant(I32, v)  # noqa: E731
     u = builder.zext(bits, I32)

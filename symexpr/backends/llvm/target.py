@@ -84,21 +84,20 @@ def _host_features() -> dict:
     return dict(llvm.get_host_cpu_features())
 
 
-def _feature_string(enabled: dict) -> str:
-    flat = ",".join(("+" if on else "-") + name for name, on in sorted(enabled.items()))
-    if enabled.get("avx512f"):
+def _feature_string(features: dict, avx512: bool) -> str:
+    parts = [("+" if on else "-") + name for name, on in sorted(features.items())]
+    if avx512:
         # LLVM tunes many AVX-512 CPUs to 256-bit vectors; our loops are long and want 512.
-        flat += ",-prefer-256-bit"
-    return flat
+        parts.append("-prefer-256-bit")
+    return ",".join(parts)
 
 
 @functools.lru_cache(maxsize=None)
 def host_target() -> CPUTarget:
     """The machine we run on, with every feature it has."""
     features = _host_features()
-    return CPUTarget(
-        "host", llvm.get_host_cpu_name(), _feature_string(features), frozenset(f for f, on in features.items() if on)
-    )
+    flat = _feature_string(features, bool(features.get("avx512f")))
+    return CPUTarget("host", llvm.get_host_cpu_name(), flat, frozenset(f for f, on in features.items() if on))
 
 
 def named_target(name: str, runnable: bool = True) -> CPUTarget:
@@ -114,23 +113,25 @@ def named_target(name: str, runnable: bool = True) -> CPUTarget:
     if name not in NAMED_TARGETS:
         raise ValueError(f"unknown CPU target {name!r}; expected 'host' or one of {', '.join(NAMED_TARGETS)}")
     wanted = NAMED_TARGETS[name]
-    if not runnable:
-        tail = ",-prefer-256-bit" if "avx512f" in wanted else ""
-        return CPUTarget(name, name, tail.lstrip(","), wanted)
+    disabled = {}
+    if runnable:
+        missing = _missing(name)
+        if missing:
+            raise ValueError(
+                f"CPU target {name!r} needs {', '.join(missing)}, which this CPU ({llvm.get_host_cpu_name()}) lacks"
+            )
+        disabled = {f: False for f, on in _host_features().items() if not on}
+    return CPUTarget(name, name, _feature_string(disabled, "avx512f" in wanted), wanted)
+
+
+def _missing(name: str) -> list[str]:
     host = _host_features()
-    missing = sorted(f for f in wanted if not host.get(f))
-    if missing:
-        raise ValueError(f"CPU target {name!r} needs {', '.join(missing)}, which this CPU ({llvm.get_host_cpu_name()}) lacks")
-    disabled = {f: False for f, on in host.items() if not on}
-    tail = ",-prefer-256-bit" if "avx512f" in wanted else ""
-    features = ",".join("-" + f for f in sorted(disabled)) + tail
-    return CPUTarget(name, name, features, wanted)
+    return sorted(f for f in NAMED_TARGETS[name] if not host.get(f))
 
 
 def can_run(name: str) -> bool:
     """Whether the host has every feature the named target implies."""
-    host = _host_features()
-    return all(host.get(f) for f in NAMED_TARGETS[name])
+    return not _missing(name)
 
 
 def active_target() -> CPUTarget:
