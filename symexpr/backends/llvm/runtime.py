@@ -306,16 +306,9 @@ class Executable:
         big = work >= PARALLEL_THRESHOLD
         (spares,), (spec,) = self._spares, self._out_specs
         constants, sync, arenas, arena_bytes = self.constants, self._sync, self._arenas, self.arena_bytes
-        getrefcount, empty = sys.getrefcount, np.empty
 
         def run(args):
-            try:
-                out = spares.pop()  # atomic: concurrent calls never get the same array
-            except IndexError:
-                out = empty(*spec)
-            else:
-                if getrefcount(out) != _SOLE_REFCOUNT:
-                    out = empty(*spec)
+            out = _reuse_or_new(spares, spec)
             if arena_bytes:
                 try:
                     arena = arenas.pop()
@@ -338,17 +331,7 @@ class Executable:
         return run
 
     def run(self, args):
-        outs = []
-        for spares, spec in zip(self._spares, self._out_specs):
-            # _output, inlined: the previous call's array if nothing else refers to it any more.
-            try:
-                out = spares.pop()  # atomic: concurrent calls never get the same array
-            except IndexError:
-                out = np.empty(*spec)
-            else:
-                if sys.getrefcount(out) != _SOLE_REFCOUNT:
-                    out = np.empty(*spec)
-            outs.append(out)
+        outs = [_reuse_or_new(spares, spec) for spares, spec in zip(self._spares, self._out_specs)]
         arena_bytes = self.arena_bytes
         if arena_bytes:
             try:
@@ -378,20 +361,6 @@ class Executable:
         if self._slots_in_order:
             return outs
         return [outs[i] for i in self.out_slots]
-
-    def _output(self, i):
-        """A fresh output array, or the previous call's if nothing else refers to it any more.
-
-        Reusing it skips the page faults (and the kernel's zeroing) of fresh memory,
-        which cost as much as the kernel itself for a large elementwise output.
-        Nothing can observe the reuse: the caller dropped every reference, views included.
-        :meth:`run` inlines this code (the sole-owner count is calibrated on its shape).
-        """
-        try:
-            spare = self._spares[i].pop()  # atomic: concurrent calls never get the same array
-        except IndexError:
-            return np.empty(*self.output_shapes[i])
-        return spare if sys.getrefcount(spare) == _SOLE_REFCOUNT else np.empty(*self.output_shapes[i])
 
     # -- host steps -----------------------------------------------------------------
     def _buffer_array(self, buf, args, outs, arena):
@@ -464,8 +433,22 @@ _COMPUTE = object()  # _leaf's "not a leaf" marker
 _EMPTY = np.zeros(64, dtype=np.uint8)
 
 
+def _reuse_or_new(spares: list, spec) -> np.ndarray:
+    """The previous call's output array if nothing else refers to it any more, else a fresh one.
+
+    Reusing it skips the page faults (and the kernel's zeroing) of fresh memory,
+    which cost as much as the kernel itself for a large elementwise output.
+    Nothing can observe the reuse: the caller dropped every reference, views included.
+    """
+    try:
+        spare = spares.pop()  # atomic: concurrent calls never get the same array
+    except IndexError:
+        return np.empty(*spec)
+    return spare if sys.getrefcount(spare) == _SOLE_REFCOUNT else np.empty(*spec)
+
+
 def _sole_refcount() -> int:
-    """What ``Executable._output`` sees for an array no one else refers to.
+    """What :func:`_reuse_or_new` sees for an array no one else refers to.
 
     Measured with the same code shape rather than assumed, since interpreters
     differ in whether a local variable and a call argument hold references.
