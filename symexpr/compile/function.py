@@ -84,20 +84,16 @@ class Function:
         # The common case in a few attribute reads per argument: exact ndarrays of the declared
         # dtype whose shape fits.  Any other value is checked (and converted, or refused with an
         # error naming the argument) by TensorType.check_value.
+        checked = list(values)
         for value, (dtype, shape, ndim, known) in zip(values, self._fast_checks):
-            if type(value) is not _ndarray or value.dtype is not dtype or value.ndim != ndim:
+            if (
+                type(value) is not _ndarray
+                or value.dtype is not dtype
+                or value.ndim != ndim
+                or (known and value.shape != shape and any(value.shape[i] != d for i, d in known))
+            ):
+                checked = [var.type.check_value(v, label) for var, v, label in zip(self.inputs, values, self._labels)]
                 break
-            if known:
-                got = value.shape
-                if got != shape and any(got[i] != d for i, d in known):
-                    break
-        else:
-            checked = list(values)
-            results = self._compiled(checked)
-            if self._fresh and len(results) == 1:
-                return results[0] if self._single else results
-            return self._owned(results, checked)
-        checked = [var.type.check_value(value, label) for var, value, label in zip(self.inputs, values, self._labels)]
         results = self._compiled(checked)
         if self._fresh and len(results) == 1:
             return results[0] if self._single else results
