@@ -12,7 +12,7 @@ import numpy as np
 from symexpr.graph.basic import Apply, Constant
 from symexpr.graph.fgraph import FunctionGraph
 from symexpr.graph.type import format_shape
-from symexpr.kernel.lower import broadcast_message, exception_with_message, node_label
+from symexpr.ops.messages import broadcast_message, exception_with_message, node_label
 
 
 def node_error(node: Apply, inputs: list, exc: Exception) -> Exception:

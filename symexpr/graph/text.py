@@ -55,7 +55,7 @@ def root_label(var: Variable) -> str:
     return "<input>"
 
 
-def _node_text(node, parts: list[tuple[str, int]]) -> tuple[str, int]:
+def node_infix(node, parts: list[tuple[str, int]]) -> tuple[str, int]:
     """Infix text of a node from its inputs' ``(text, precedence)`` pairs."""
     _, prec = node.op.pprint(node, ["_"] * len(parts))
     return node.op.pprint(node, wrap_operands(prec, parts))
@@ -85,7 +85,7 @@ def infix_text(outputs: list[Variable], max_shared_len: int = 40) -> str:
     for node in order:
         parts = [text_of(v) for v in node.inputs]
         for var in node.outputs:
-            text, prec = _node_text(node, parts)
+            text, prec = node_infix(node, parts)
             if len(node.outputs) > 1:
                 text, prec = f"{wrap(text, prec, ATOM)}[{var.index}]", ATOM
             if uses.get(id(var), 0) > 1 and len(text) > max_shared_len:
