@@ -76,7 +76,7 @@ def _describe(var: Variable, label: str, print_type: bool = True) -> str:
             label = f"{label}.{var.index}"
     name = f" '{var.name}'" if var.owner is not None and var.name else ""
     text = f"{head} [id {label}]{name}"
-    return f"{text} {var.dtype} {format_shape(var.shape)}" if print_type else text
+    return f"{text} {var.dtype} {format_shape(var.type.shape)}" if print_type else text
 
 
 def debugprint(obj, file=None, max_depth: int = 64, print_type: bool = True, rewrites: bool = False) -> str:
@@ -193,11 +193,11 @@ def to_networkx(obj):
     g = nx.DiGraph()
     for var in roots:
         kind = "constant" if isinstance(var, Constant) else "input"
-        g.add_node(key(var), kind=kind, op=None, dtype=var.dtype, shape=var.shape, label=_root_label(var), name=var.name, obj=var)
+        g.add_node(key(var), kind=kind, op=None, dtype=var.dtype, shape=var.type.shape, label=_root_label(var), name=var.name, obj=var)
     for node in order:
         out = node.outputs[0]
         g.add_node(
-            key(out), kind="apply", op=node.op.display_name(), dtype=out.dtype, shape=out.shape,
+            key(out), kind="apply", op=node.op.display_name(), dtype=out.dtype, shape=out.type.shape,
             label=node.op.display_name(), name=out.name, obj=node,
         )
         for pos, var in enumerate(node.inputs):
@@ -205,7 +205,7 @@ def to_networkx(obj):
             if g.has_edge(u, v):
                 g.edges[u, v]["positions"].append(pos)
             else:
-                g.add_edge(u, v, positions=[pos], dtype=var.dtype, shape=var.shape)
+                g.add_edge(u, v, positions=[pos], dtype=var.dtype, shape=var.type.shape)
     g.graph["outputs"] = [key(v) for v in outputs]
     return g
 

@@ -71,10 +71,6 @@ class Variable:
         return self.type.dtype
 
     @property
-    def shape(self) -> tuple:
-        return self.type.shape
-
-    @property
     def ndim(self) -> int:
         return self.type.ndim
 
@@ -94,9 +90,9 @@ class Variable:
     def __len__(self):
         if self.ndim == 0:
             raise TypeError("len() of a 0-d variable")
-        if self.shape[0] is None:
+        if self.type.shape[0] is None:
             raise TypeError("len(): the first dimension is not known until the function runs")
-        return self.shape[0]
+        return self.type.shape[0]
 
 
 #: Attributes that :func:`extend_variable` may not replace: the graph layer's own.
@@ -252,7 +248,12 @@ class Op(metaclass=_OpMeta):
     - ``infer_shape(node, input_shapes) -> list``: the concrete output shapes for
       concrete input shapes (used by backends to plan memory);
     - optionally ``decompose(node) -> list``: the same computation in simpler
-      ops, for backends that do not implement the op natively.
+      ops, for backends that do not implement the op natively;
+    - for an op whose output shape depends on the *values* of some inputs
+      (``reshape`` to symbolic sizes, ``arange``...): ``size_positions(node)``,
+      the positions of those *size inputs*, and ``static_op(node, sizes)``, an
+      equivalent op with the sizes' values written into its props that takes
+      the other inputs only (its ``infer_shape`` then works from shapes alone).
     """
 
     __props__: tuple = ()
@@ -299,6 +300,14 @@ class Op(metaclass=_OpMeta):
     def decompose(self, node: Apply):
         """Outputs of ``node`` rebuilt from simpler ops, or ``None`` if primitive."""
         return None
+
+    def size_positions(self, node: Apply) -> tuple:
+        """Positions of the inputs whose values (not only shapes) decide the output shape."""
+        return ()
+
+    def static_op(self, node: Apply, sizes: list) -> "Op":
+        """This op with the values ``sizes`` of the size inputs built in (see the class docstring)."""
+        raise NotImplementedError(f"{self} has no size inputs")
 
     def pprint(self, node: Apply, args: list) -> tuple[str, int]:
         """Infix text for ``node`` given its inputs' texts: ``(text, precedence)``.

@@ -6,7 +6,10 @@ render: LLVM now, CUDA C later), a :class:`GemmKernel` (a call into a matrix
 multiply routine) or a :class:`HostStep` (an op the backend runs with NumPy).
 
 All extents, offsets and strides are concrete integers, counted in elements:
-a plan is specialised on the shapes and strides of its inputs.
+a plan is built for the shapes and strides of one call's inputs.  Code
+generators compile its template (:mod:`symexpr.kernel.template`), in which
+those integers are run-time parameters, so that one compiled module serves
+every geometry with the same structure.
 
 A :class:`LoopKernel` iterates over its ``outer`` index space (parallel: any
 subrange of the first outer dimension may run on its own thread) and, at each
@@ -25,6 +28,9 @@ Operand references inside a program:
     the result of instruction ``j`` of the same program
 ``("const", value, dtype)``
     a literal
+``("size", value, dtype)``
+    an integer computed from the input shapes (an element count), converted to
+    ``dtype``; a plan template makes it a run-time parameter
 ``("acc", p, k)``
     the final value of accumulator ``k`` of phase ``p`` (an earlier phase)
 """
@@ -180,6 +186,8 @@ class Plan:
 def format_ref(ref) -> str:
     if ref[0] == "const":
         return f"{ref[1]!r}:{ref[2]}"
+    if ref[0] == "size":
+        return f"size({ref[1]!r}):{ref[2]}"
     if ref[0] == "acc":
         return f"acc{ref[1]}.{ref[2]}"
     return f"{'l' if ref[0] == 'load' else 't'}{ref[1]}"

@@ -32,7 +32,9 @@ from symexpr.kernel.ir import (
     Plan,
 )
 from symexpr.ops import scalar as ps
+from symexpr.graph.text import infix_text
 from symexpr.ops.messages import shape_error
+from symexpr.ops.sizes import ShapeOf
 
 _LOWERINGS: dict[type, object] = {}
 _ARENA_ALIGN = 64
@@ -40,6 +42,22 @@ _ARENA_ALIGN = 64
 
 class Unsupported(Exception):
     """Raised by a lowering that cannot handle this node; the node then runs on the host."""
+
+
+class SizeFromData(ValueError):
+    """A size input (a reshape target, a slice bound...) depends on an input's values, not only its shape."""
+
+
+class StaticNode:
+    """A node whose size inputs' values are written into its op (``Op.static_op``): what lowerings see.
+
+    It has the node's outputs and only its other inputs; ``original`` is the graph's node.
+    """
+
+    __slots__ = ("op", "inputs", "outputs", "original")
+
+    def __init__(self, op, inputs, outputs, original):
+        self.op, self.inputs, self.outputs, self.original = op, tuple(inputs), tuple(outputs), original
 
 
 def lowers(*op_classes):
@@ -127,6 +145,8 @@ class LoweringContext:
         self.supports = supports or (lambda op, dtypes: True)
         self.plan = Plan()
         self.shapes: dict[int, tuple] = {}
+        #: ``id(variable) -> value`` of the size inputs (and what they are computed from) evaluated so far.
+        self.size_values: dict[int, np.ndarray] = {}
         self.views: dict[int, View] = {}
         self._outputs_wanted = {id(v) for v in fgraph.outputs}
         self._output_buffers: dict[int, int] = {}
@@ -141,19 +161,63 @@ class LoweringContext:
         return len(self.plan.buffers) - 1
 
     def shape(self, var) -> tuple:
+        if isinstance(var, Constant) and id(var) not in self.shapes:
+            return var.data.shape
         return self.shapes[id(var)]
+
+    def size_value(self, var):
+        """The value of a size input, computed from constants and input shapes when planning.
+
+        Raises
+        ------
+        SizeFromData
+            If it depends on the values of a function input.
+        """
+        values = self.size_values
+        stack = [var]
+        while stack:
+            top = stack[-1]
+            if id(top) in values:
+                stack.pop()
+                continue
+            node = top.owner
+            if isinstance(top, Constant):
+                values[id(top)] = top.data
+            elif node is None:
+                raise SizeFromData(
+                    f"the size {infix_text([var])} depends on the values of the input {top.name if top.name else repr(top)}: this backend "
+                    "plans memory from input shapes, so sizes must be computed from shapes (x.shape[i]) and constants"
+                )
+            elif isinstance(node.op, ShapeOf):
+                values[id(top)] = np.asarray(self.shape(node.inputs[0])[node.op.axis], dtype=np.int64)
+            else:
+                missing = [v for v in node.inputs if id(v) not in values]
+                if missing:
+                    stack.extend(missing)
+                    continue
+                with np.errstate(all="ignore"):
+                    results = node.op.perform(node, [values[id(v)] for v in node.inputs])
+                for out, value in zip(node.outputs, results):
+                    values[id(out)] = np.asarray(value)
+            stack.pop()
+        return values[id(var)]
 
     def view(self, var) -> View:
         """The view of an already lowered value (constants get a buffer on first use)."""
         if id(var) not in self.views:
             if not isinstance(var, Constant):
                 raise AssertionError(f"symexpr bug: {var!r} used before it was computed")
-            data = var.data if var.data.flags.c_contiguous else np.array(var.data, order="C")
-            self.plan.constants.append(data)
-            buf = self._add_buffer("const", len(self.plan.constants) - 1, var.dtype, data.size)
-            self.shapes[id(var)] = data.shape
-            self.views[id(var)] = View(buf, 0, data.shape, contiguous_strides(data.shape))
+            self.set_constant(var, var.data)
         return self.views[id(var)]
+
+    def set_constant(self, var, data) -> None:
+        """Make ``var`` live in a constant buffer holding ``data`` (a value known when planning)."""
+        data = np.asarray(data, dtype=var.dtype)
+        data = data if data.flags.c_contiguous else np.array(data, order="C")
+        self.plan.constants.append(data)
+        buf = self._add_buffer("const", len(self.plan.constants) - 1, var.dtype, data.size)
+        self.shapes[id(var)] = data.shape
+        self.views[id(var)] = View(buf, 0, data.shape, contiguous_strides(data.shape))
 
     def allocate(self, var) -> View:
         """A fresh contiguous buffer for ``var`` (an output buffer when ``var`` is a graph output)."""
@@ -251,14 +315,18 @@ def build_plan(fgraph, input_geometry, supports=None) -> Plan:
         Steps, buffers (temps already placed in the arena), and output buffers.
     """
     ctx = LoweringContext(fgraph, input_geometry, supports)
+    live = live_variables(fgraph)
     for node in fgraph.toposort():
-        in_shapes = [ctx.view(v).shape for v in node.inputs]
+        node = _static_node(ctx, node)
+        in_shapes = [ctx.shape(v) for v in node.inputs]
         try:
             out_shapes = node.op.infer_shape(node, in_shapes)
         except Exception as exc:
             raise shape_error(node, in_shapes, exc) from exc
         for var, shape in zip(node.outputs, out_shapes):
             ctx.shapes[id(var)] = tuple(int(d) for d in shape)
+        if not any(id(v) in live for v in node.outputs):
+            continue  # computes a size only (or nothing an output needs): evaluated when planning
         lowering = lowering_for(type(node.op))
         mark = ctx.mark()
         try:
@@ -279,6 +347,32 @@ def build_plan(fgraph, input_geometry, supports=None) -> Plan:
         )
     _place_temps(ctx.plan)
     return ctx.plan
+
+
+def live_variables(fgraph) -> set:
+    """``id`` s of the variables the outputs need the values of.
+
+    A size input's value is computed while planning, and ``x.shape[i]`` needs
+    only ``x``'s shape: neither makes its operand live.
+    """
+    live = {id(v) for v in fgraph.outputs}
+    for node in reversed(fgraph.toposort()):
+        if not any(id(v) in live for v in node.outputs) or isinstance(node.op, ShapeOf):
+            continue
+        sizes = set(node.op.size_positions(node))
+        live.update(id(v) for i, v in enumerate(node.inputs) if i not in sizes)
+    return live
+
+
+def _static_node(ctx, node):
+    """``node`` itself, or a :class:`StaticNode` with the values of its size inputs built into its op."""
+    positions = node.op.size_positions(node)
+    if not positions:
+        return node
+    sizes = [ctx.size_value(node.inputs[p]) for p in positions]
+    op = node.op.static_op(node, sizes)
+    inputs = [v for i, v in enumerate(node.inputs) if i not in positions]
+    return StaticNode(op, inputs, node.outputs, node)
 
 
 def _finish_outputs(ctx) -> None:

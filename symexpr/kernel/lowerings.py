@@ -16,6 +16,7 @@ from symexpr.ops.fused import Fused, FusedReduce
 from symexpr.ops.indexing import Subtensor
 from symexpr.ops.matmul import MatMul
 from symexpr.ops.reduction import Reduce, Var
+from symexpr.ops.sizes import Identity, ShapeOf
 from symexpr.ops.shape import BroadcastTo, Concatenate, ExpandDims, Reshape, Squeeze, Transpose
 
 
@@ -33,7 +34,7 @@ class ProgramBuilder:
     def dtype_of(self, ref) -> str:
         if ref[0] == "tmp":
             return self.program[ref[1]].dtype
-        if ref[0] == "const":
+        if ref[0] in ("const", "size"):
             return ref[2]
         return self._ref_dtypes(ref)
 
@@ -199,7 +200,7 @@ def _lower_reduction(ctx, node, body_inputs, body_program, kind, axes, keepdims,
         if tail_op is not None:
             reduced = post.add(tail_op, reduced, ("acc", 1, 0))
         if kind == "mean":
-            reduced = post.add(ps.true_div, reduced, post.const(n_reduced, acc_dtype))
+            reduced = post.add(ps.true_div, reduced, ("size", n_reduced, acc_dtype))
         reduced = post.cast(reduced, result_dtype)
         if epilogue:
             reduced = post.inline(epilogue, [reduced] + [("load", i) for i in range(len(extra_views))])
@@ -471,7 +472,7 @@ def _norm(ctx, node):
     x_load = rows.access(rows.x)
     params = [ctx.view(v) for v in node.inputs[1:]]
     eps = ("const", float(np.asarray(node.op.eps, dtype=work)), work)
-    n = ("const", float(rows.count), work)
+    n = ("size", rows.count, work)
     layer = isinstance(node.op, nnet.LayerNorm)
 
     b = rows.builder([rows.x_dtype])
@@ -512,8 +513,8 @@ def _var(ctx, node):
     rows = _Rows(ctx, node, node.inputs[0], node.op.axis, work)
     out = ctx.allocate(out_var)
     x_load = rows.access(rows.x)
-    n = ("const", float(rows.count), work)
-    dof = ("const", float(max(rows.count - node.op.ddof, 0)), work)
+    n = ("size", rows.count, work)
+    dof = ("size", max(rows.count - node.op.ddof, 0), work)
 
     b = rows.builder([rows.x_dtype])
     rows.phase(b, [x_load], [Accumulator("sum", work, b.cast(("load", 0), work))])
@@ -563,6 +564,17 @@ def _lower_view(ctx, node, fn):
 @lowers(Transpose, ExpandDims, Squeeze, BroadcastTo)
 def _simple_view(ctx, node):
     _lower_view(ctx, node, lambda a: node.op.perform(node, [a])[0])
+
+
+@lowers(Identity)
+def _identity(ctx, node):
+    src = ctx.view(node.inputs[0])
+    ctx.set_view(node.outputs[0], src.buffer, src.offset, src.strides)
+
+
+@lowers(ShapeOf)
+def _shape_of(ctx, node):
+    ctx.set_constant(node.outputs[0], ctx.size_value(node.outputs[0]))
 
 
 @lowers(Subtensor)
@@ -674,9 +686,29 @@ def _matmul(ctx, node):
     c_acc = Access(out.buffer, out.offset, contiguous_strides(batch + (m, n)))
     if m * n == 0:
         return
+    batch, m, a_acc, b_acc, c_acc = _fold_batch_into_rows(batch, m, a_acc, b_acc, c_acc)
     if not (_blas_operand(a_acc.strides, m, k) and _blas_operand(b_acc.strides, k, n)):
         raise Unsupported("strided matmul operand")
     ctx.emit(GemmKernel(ctx.kernel_name(node), out_var.dtype, batch, m, n, k, a_acc, b_acc, c_acc))
+
+
+def _fold_batch_into_rows(batch, m, a, b, c):
+    """Merge trailing batch dims into the rows when ``b`` is the same matrix for each of them.
+
+    ``(32, 18, 384) @ (384, 1536)`` becomes one ``(576, 384) @ (384, 1536)``
+    GEMM (BLAS packs the weight once) whenever ``a``'s rows continue evenly
+    across those batch dims, as in a C-contiguous activation; ``c`` is
+    contiguous, so its rows always do.
+    """
+    while batch:
+        d = len(batch) - 1
+        rs, cs = a.strides[-2], a.strides[-1]
+        if b.strides[d] != 0 or cs != 1 or a.strides[d] != m * rs:
+            break
+        m *= batch[d]
+        batch = batch[:-1]
+        a, b, c = (Access(x.buffer, x.offset, x.strides[:d] + x.strides[d + 1 :]) for x in (a, b, c))
+    return batch, m, a, b, c
 
 
 def _fix_unit(strides, dims):

@@ -51,6 +51,7 @@ from symexpr.ops.elemwise import (
     true_div,
     where,
 )
+from symexpr.ops.creation import ARange, arange, full, full_like, ones, ones_like, zeros, zeros_like
 from symexpr.ops.indexing import Subtensor, Take, getitem, take
 from symexpr.ops.matmul import MatMul, matmul
 from symexpr.ops.nnet import (
@@ -77,10 +78,13 @@ from symexpr.ops.shape import (
     concatenate,
     expand_dims,
     reshape,
+    split,
     squeeze,
     stack,
+    swapaxes,
     transpose,
 )
+from symexpr.ops.sizes import Assert, ShapeOf, shape_of, size_of
 
 # NumPy-style aliases.
 divide = true_div
@@ -91,7 +95,9 @@ absolute = abs
 pow = power
 
 __all__ = [
+    "ARange",
     "ArgReduce",
+    "Assert",
     "BroadcastTo",
     "Concatenate",
     "Elemwise",
@@ -103,6 +109,7 @@ __all__ = [
     "RMSNorm",
     "Reduce",
     "Reshape",
+    "ShapeOf",
     "Softmax",
     "Squeeze",
     "Subtensor",
@@ -112,6 +119,7 @@ __all__ = [
     "abs",
     "absolute",
     "add",
+    "arange",
     "argmax",
     "argmin",
     "as_tensor",
@@ -133,6 +141,8 @@ __all__ = [
     "expm1",
     "floor",
     "floor_div",
+    "full",
+    "full_like",
     "gelu",
     "getitem",
     "greater",
@@ -160,6 +170,8 @@ __all__ = [
     "neg",
     "negative",
     "not_equal",
+    "ones",
+    "ones_like",
     "pow",
     "power",
     "prod",
@@ -168,21 +180,27 @@ __all__ = [
     "rms_norm",
     "round",
     "rsqrt",
+    "shape_of",
     "sigmoid",
     "sign",
     "silu",
     "sin",
+    "size_of",
     "softmax",
+    "split",
     "sqrt",
     "squeeze",
     "stack",
     "sub",
     "subtract",
     "sum",
+    "swapaxes",
     "take",
     "tanh",
     "transpose",
     "true_div",
     "var",
     "where",
+    "zeros",
+    "zeros_like",
 ]

@@ -60,7 +60,7 @@ class Elemwise(Op):
         if len(inputs) != op.nin:
             raise TypeError(f"{op.name}: expected {op.nin} operand(s), got {len(inputs)}")
         inputs = [as_tensor(v) for v in inputs]
-        shape = broadcast_static([v.shape for v in inputs], op.name)
+        shape = broadcast_static([v.type.shape for v in inputs], op.name)
         dtype = op.out_dtype(*[v.dtype for v in inputs])
         return Apply(self, inputs, [TensorType(dtype, shape)])
 

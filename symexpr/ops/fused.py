@@ -99,7 +99,7 @@ class Fused(Op):
     def make_node(self, *inputs) -> Apply:
         inputs = [as_tensor(v) for v in inputs]
         dtype = canonical_dtype(_program_dtypes(self.program, [v.dtype for v in inputs])[-1])
-        shape = broadcast_static([v.shape for v in inputs], "fused")
+        shape = broadcast_static([v.type.shape for v in inputs], "fused")
         return Apply(self, inputs, [TensorType(dtype, shape)])
 
     def perform(self, node, inputs):
@@ -153,13 +153,13 @@ class FusedReduce(Op):
         inputs = [as_tensor(v) for v in inputs]
         body, extra = self._split(inputs)
         elem_dtype = _program_dtypes(self.program, [v.dtype for v in body])[-1]
-        shape = broadcast_static([v.shape for v in body], "fused")
+        shape = broadcast_static([v.type.shape for v in body], "fused")
         with np.errstate(all="ignore"):
             dtype = canonical_dtype(np.asarray(self._reduce(np.ones((1,) * len(shape), elem_dtype))).dtype)
         out_shape = reduced_shape(shape, self.axis, self.keepdims)
         if self.epilogue:
             dtype = canonical_dtype(_program_dtypes(self.epilogue, [dtype] + [v.dtype for v in extra])[-1])
-            if broadcast_static([out_shape] + [v.shape for v in extra], "fused epilogue") != out_shape:
+            if broadcast_static([out_shape] + [v.type.shape for v in extra], "fused epilogue") != out_shape:
                 raise ValueError("FusedReduce: the epilogue inputs must broadcast into the reduced shape")
         return Apply(self, inputs, [TensorType(dtype, out_shape)])
 

@@ -34,7 +34,7 @@ class MatMul(Op):
 
     def make_node(self, a, b) -> Apply:
         a, b = as_operands([a, b], "matmul")
-        shape = _matmul_shape(a.shape, b.shape, static=True)
+        shape = _matmul_shape(a.type.shape, b.type.shape, static=True)
         try:
             dtype = canonical_dtype(np.matmul.resolve_dtypes((np.dtype(a.dtype), np.dtype(b.dtype), None))[2])
         except TypeError as exc:

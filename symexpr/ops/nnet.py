@@ -49,7 +49,7 @@ class _AxisOp(Op):
     def make_node(self, x) -> Apply:
         x = as_tensor(x)
         red.check_axes(self.axis, x.ndim, type(self).__name__.lower())
-        return Apply(self, [x], [TensorType(float_result(x.dtype), self._shape(x.shape))])
+        return Apply(self, [x], [TensorType(float_result(x.dtype), self._shape(x.type.shape))])
 
     def _shape(self, shape):
         return tuple(shape)
@@ -253,16 +253,16 @@ def _norm_node(op, what, x, params, names) -> Apply:
         raise TypeError(f"{what}: expected {len(names)} parameter tensor(s) ({', '.join(names) or 'none'}), got {len(params)}")
     if x.ndim == 0:
         raise ValueError(f"{what}: x must have at least one dimension, got a 0-d tensor")
-    d = x.shape[-1]
+    d = x.type.shape[-1]
     for name, p in zip(names, params):
         if p.ndim != 1:
-            raise ValueError(f"{what}: {name} must be 1-d over the last axis of x, got shape {format_shape(p.shape)}")
-        if p.shape[0] is not None and d is not None and p.shape[0] not in (d, 1):
+            raise ValueError(f"{what}: {name} must be 1-d over the last axis of x, got shape {format_shape(p.type.shape)}")
+        if p.type.shape[0] is not None and d is not None and p.type.shape[0] not in (d, 1):
             raise ValueError(
-                f"{what}: {name} has shape {format_shape(p.shape)} but the last axis of x has size {d}"
+                f"{what}: {name} has shape {format_shape(p.type.shape)} but the last axis of x has size {d}"
             )
     dtype = float_result(promote(x.dtype, *[p.dtype for p in params]))
-    return Apply(op, [x, *params], [TensorType(dtype, x.shape)])
+    return Apply(op, [x, *params], [TensorType(dtype, x.type.shape)])
 
 
 def _axes(x, axis, what):

@@ -45,8 +45,8 @@ _HAS_NO_IDENTITY = ("max", "min", "argmax", "argmin")
 
 
 def _check_nonempty(kind, x, axes):
-    if kind in _HAS_NO_IDENTITY and any(x.shape[a] == 0 for a in axes):
-        raise ValueError(f"{kind}: cannot reduce {format_shape(x.shape)} over an empty axis (no identity)")
+    if kind in _HAS_NO_IDENTITY and any(x.type.shape[a] == 0 for a in axes):
+        raise ValueError(f"{kind}: cannot reduce {format_shape(x.type.shape)} over an empty axis (no identity)")
 
 
 class Reduce(Op):
@@ -87,7 +87,7 @@ class Reduce(Op):
         with np.errstate(all="ignore"):
             probe = self._fn(np.ones((1,) * x.ndim, dtype=x.dtype))
         dtype = canonical_dtype(np.asarray(probe).dtype)
-        return Apply(self, [x], [TensorType(dtype, reduced_shape(x.shape, self.axis, self.keepdims))])
+        return Apply(self, [x], [TensorType(dtype, reduced_shape(x.type.shape, self.axis, self.keepdims))])
 
     def perform(self, node, inputs):
         return [np.asarray(self._fn(inputs[0]))]
@@ -115,7 +115,7 @@ class Var(Op):
         with np.errstate(all="ignore"):
             probe = np.var(np.ones((1,) * x.ndim, dtype=x.dtype), axis=self.axis)
         dtype = canonical_dtype(np.asarray(probe).dtype)
-        return Apply(self, [x], [TensorType(dtype, reduced_shape(x.shape, self.axis, self.keepdims))])
+        return Apply(self, [x], [TensorType(dtype, reduced_shape(x.type.shape, self.axis, self.keepdims))])
 
     def perform(self, node, inputs):
         return [np.asarray(np.var(inputs[0], axis=self.axis, ddof=self.ddof, keepdims=self.keepdims))]
@@ -158,7 +158,7 @@ class ArgReduce(Op):
     def make_node(self, x) -> Apply:
         x = as_tensor(x)
         _check_nonempty(self.kind, x, self._axes(x.ndim))
-        return Apply(self, [x], [TensorType("int64", self._shape(x.shape))])
+        return Apply(self, [x], [TensorType("int64", self._shape(x.type.shape))])
 
     def perform(self, node, inputs):
         fn = getattr(np, self.kind)

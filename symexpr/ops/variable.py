@@ -18,6 +18,7 @@ from symexpr.ops import indexing as ix
 from symexpr.ops import matmul as mm
 from symexpr.ops import reduction as red
 from symexpr.ops import shape as sh
+from symexpr.ops import sizes
 
 
 class TensorOperators:
@@ -29,6 +30,16 @@ class TensorOperators:
     @property
     def T(self):
         return sh.transpose(self)
+
+    @property
+    def shape(self) -> tuple:
+        """The shape as a tuple of int64 0-d variables (constants where ``type.shape`` knows the size)."""
+        return sizes.shape_of(self)
+
+    @property
+    def size(self):
+        """The number of elements, an int64 0-d variable (a constant when the shape is static)."""
+        return sizes.size_of(self)
 
     # -- arithmetic -------------------------------------------------------------
     def __add__(self, other):
@@ -174,7 +185,7 @@ class TensorOperators:
         return red.argmin(self, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape):
-        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = shape[0]
         return sh.reshape(self, shape)
 
@@ -182,6 +193,9 @@ class TensorOperators:
         if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], (int, np.integer))):
             axes = axes[0]
         return sh.transpose(self, axes or None)
+
+    def swapaxes(self, axis1, axis2):
+        return sh.swapaxes(self, axis1, axis2)
 
     def astype(self, dtype):
         return ew.cast(self, dtype)

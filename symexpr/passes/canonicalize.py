@@ -164,13 +164,13 @@ def _transpose_transpose(node_out, x):
 
 @_rule("reshape_reshape", Pat(Reshape, [Pat(Reshape, [X])]), "reshape(reshape(x)) -> reshape(x)")
 def _reshape_reshape(node_out, x):
-    out = Reshape(node_out.owner.op.shape)(x)
+    out = Reshape(node_out.owner.op.shape)(x, *node_out.owner.inputs[1:])
     return out if out.type.is_compatible(node_out.type) else None
 
 
 @_rule("reshape_noop", Pat(Reshape, [X]), "reshape(x, x.shape) -> x when the shape is static")
 def _reshape_noop(node_out, x):
-    return x if None not in x.shape and node_out.shape == x.shape else None
+    return x if None not in x.type.shape and node_out.type.shape == x.type.shape else None
 
 
 def _lossless(src: str, dst: str) -> bool:

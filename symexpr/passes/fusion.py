@@ -179,7 +179,7 @@ def _fits_into(var: Variable, shape: tuple) -> bool:
     """``var`` broadcasts into ``shape`` without enlarging it, whatever the runtime sizes."""
     if var.ndim > len(shape):
         return False
-    return all(d == 1 or (d is not None and d == s) for d, s in zip(var.shape[::-1], shape[::-1]))
+    return all(d == 1 or (d is not None and d == s) for d, s in zip(var.type.shape[::-1], shape[::-1]))
 
 
 def _fuse_epilogues(fgraph: FunctionGraph) -> None:
@@ -195,9 +195,9 @@ def _fuse_epilogues(fgraph: FunctionGraph) -> None:
         if len(reduced) != 1:
             continue
         (r,) = reduced
-        if id(r) in outputs or len(clients.get(r, [])) != 1 or node.outputs[0].shape != r.shape:
+        if id(r) in outputs or len(clients.get(r, [])) != 1 or node.outputs[0].type.shape != r.type.shape:
             continue
-        if all(v is r or _fits_into(v, r.shape) for v in node.inputs):
+        if all(v is r or _fits_into(v, r.type.shape) for v in node.inputs):
             groups[id(node)] = [node]
     if not groups:
         return

@@ -142,7 +142,7 @@ def _last_axis_mean(inner: Pat, name: str) -> Pat:
 
 def _eps_value(eps):
     value = scalar_value(eps)
-    if value is None or eps.ndim > 0 and eps.shape != (1,) * eps.ndim:
+    if value is None or eps.ndim > 0 and eps.type.shape != (1,) * eps.ndim:
         return None
     return float(value)
 
@@ -170,7 +170,7 @@ def _layer_norm(node_out, x, mu, xc, var, eps, **_):
 
 
 def _last_dim_vector(v, x) -> bool:
-    return v.ndim == 1 and (v.shape[0] in (None, x.shape[-1]) or x.shape[-1] is None)
+    return v.ndim == 1 and (v.type.shape[0] in (None, x.type.shape[-1]) or x.type.shape[-1] is None)
 
 
 _PLAIN_LN = Pat(nnet.LayerNorm, [X], name="ln", where=lambda v: not v.owner.op.has_weight and not v.owner.op.has_bias)

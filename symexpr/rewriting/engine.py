@@ -119,7 +119,7 @@ def _same_type(old: Variable, new: Variable) -> bool:
     return (
         old.dtype == new.dtype
         and old.ndim == new.ndim
-        and all(o is None or o == n for o, n in zip(old.shape, new.shape))
+        and all(o is None or o == n for o, n in zip(old.type.shape, new.type.shape))
     )
 
 

@@ -602,7 +602,7 @@ class _Builder:
         ones = [i for i, d in enumerate(self.cshape(x)) if d == 1]
         if not ones:
             raise _Inapplicable("no size-1 axis")
-        if all(x.shape[i] == 1 for i in ones) and self.chance(4):
+        if all(x.type.shape[i] == 1 for i in ones) and self.chance(4):
             return se.squeeze(x)
         axes = self.draw(st.lists(st.sampled_from(ones), min_size=1, max_size=len(ones), unique=True))
         return se.squeeze(x, axes[0] if len(axes) == 1 else tuple(axes))
@@ -1073,7 +1073,7 @@ def cases_for(outputs, inputs=None, elements: str = "finite", max_side: int = 5,
         values = []
         for var in inputs:
             shape = tuple(
-                d if d is not None else (size if shared else draw(st.integers(min_side, max_side))) for d in var.shape
+                d if d is not None else (size if shared else draw(st.integers(min_side, max_side))) for d in var.type.shape
             )
             values.append(_readonly(draw(_arrays(var.dtype, shape, elements))))
         try:

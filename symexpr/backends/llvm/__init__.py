@@ -1,10 +1,10 @@
-"""The llvmlite CPU backend: kernel-IR plans compiled to native code, one LLVM module per specialisation.
+"""The llvmlite CPU backend: kernel-IR plans compiled to native code, one LLVM module per plan structure.
 
-A compiled function is specialised on the shapes and strides of its inputs
-(a graph whose input shapes are all static is compiled at ``function()``
-time; otherwise on the first call with each new geometry).  Each
-specialisation is one LLVM module, cached on disk as object code plus JSON
-metadata (see :mod:`symexpr.backends.llvm.cache`).
+Each call's input geometry gets a kernel-IR plan; the plan's template (its
+structure, with every size a run-time parameter) is compiled once into one
+LLVM module that serves every geometry with that structure.  Modules are
+cached on disk as object code plus JSON metadata (see
+:mod:`symexpr.backends.llvm.cache`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from symexpr.backends.llvm.runtime import get_num_threads, set_num_threads
 from symexpr.kernel import lowerings  # noqa: F401  (registers the op lowerings)
 from symexpr.kernel.ir import GemmKernel, LoopKernel
 from symexpr.kernel.lower import build_plan
+from symexpr.kernel.template import parametrise
 from symexpr.ops.matmul import MatMul
 
 __all__ = ["LLVMBackend", "LLVMFunction", "get_num_threads", "set_num_threads"]
@@ -83,7 +84,12 @@ def graph_key(fgraph) -> str:
 
 
 def _schedule(plan):
-    """Group steps: runs of loop kernels form one native segment; GEMMs and host steps stand alone."""
+    """Group steps: runs of loop kernels form one native segment; GEMMs and host steps stand alone.
+
+    Returns ``(segments, schedule, work)``: each segment a list of step indices;
+    the schedule ``("native", segment)`` or ``("host", step)`` items in order;
+    and each item's work (scalar iterations; 0 where BLAS or the host threads itself).
+    """
     segments, schedule, work = [], [], []
     current = []
 
@@ -91,15 +97,15 @@ def _schedule(plan):
         if current:
             segments.append(list(current))
             schedule.append(("native", len(segments) - 1))
-            work.append(sum(s.work for s in current))
+            work.append(sum(plan.steps[i].work for i in current))
             current.clear()
 
-    for step in plan.steps:
+    for i, step in enumerate(plan.steps):
         if isinstance(step, LoopKernel):
-            current.append(step)
+            current.append(i)
         elif isinstance(step, GemmKernel):
             flush()
-            segments.append([step])
+            segments.append([i])
             schedule.append(("native", len(segments) - 1))
             work.append(0)  # BLAS runs its own threads
         else:
@@ -121,18 +127,13 @@ def _supports(blas: bool):
     return supports
 
 
-class _Specialisation:
-    """Compiled code for one input geometry."""
+class _Module:
+    """The compiled code of one plan template: every geometry whose plan has this structure runs it."""
 
-    def __init__(self, fgraph, geometry, cache):
-        from symexpr.backends.llvm.codegen import generate_module
-
-        self.geometry = geometry
-        blas = runtime.bind_blas()
-        self.plan = build_plan(fgraph, geometry, _supports(blas))
-        self.segments, schedule, work = _schedule(self.plan)
+    def __init__(self, fgraph, template, segments, blas, cache):
+        self.template = template
+        self.segments = [[template.steps[i] for i in seg] for seg in segments]
         self._ir = None
-        self._fgraph = fgraph
         key = None
         object_code = None
         if cache is not None:
@@ -141,7 +142,7 @@ class _Specialisation:
             key = make_key(
                 {
                     "graph": graph_key(fgraph),
-                    "geometry": [[list(s), list(st)] for s, st in geometry],
+                    "template": template.key(),
                     "target": target.fingerprint(),
                     "blas": blas,
                     "codegen": source_hash(),
@@ -153,20 +154,36 @@ class _Specialisation:
                 object_code = entry.object_code
         self.cache_hit = object_code is not None
         if object_code is None:
-            self._ir = generate_module(self.plan, self.segments, "symexpr", _triple(), target.object_layout())
-            object_code, _ = target.compile_ir(self._ir)
+            object_code, _ = target.compile_ir(self.source)
             if cache is not None:
-                cache.store(key, object_code, {"segments": len(self.segments), "steps": len(self.plan.steps)})
-        module = loader.LoadedModule(object_code, len(self.segments)) if self.segments else None
-        self.executable = runtime.Executable(fgraph, self.plan, schedule, module, work)
+                cache.store(key, object_code, {"segments": len(self.segments), "steps": len(template.steps)})
+        self.loaded = loader.LoadedModule(object_code, len(self.segments)) if self.segments else None
 
     @property
     def source(self) -> str:
         if self._ir is None:
             from symexpr.backends.llvm.codegen import generate_module
 
-            self._ir = generate_module(self.plan, self.segments, "symexpr", _triple(), target.object_layout())
+            self._ir = generate_module(self.template, self.segments, "symexpr", _triple(), target.object_layout())
         return self._ir
+
+
+class _Specialisation:
+    """One input geometry: its plan, and the module of the plan's template with this geometry's parameters."""
+
+    def __init__(self, plan, module, schedule, work, params, fgraph):
+        self.plan = plan
+        self.module = module
+        self.executable = runtime.Executable(fgraph, plan, schedule, module.loaded, work, params)
+
+    @property
+    def source(self) -> str:
+        return self.module.source
+
+    @property
+    def cache_hit(self) -> bool:
+        """Whether this geometry's module came from the disk cache rather than LLVM."""
+        return self.module.cache_hit
 
 
 def _triple():
@@ -192,22 +209,54 @@ def _shared_cache(directory):
     return CompileCache(directory)
 
 
+#: Geometries whose run method a function keeps (the least recently added go first).
+MAX_GEOMETRIES = 256
+#: The size given to dimensions unknown at ``function()`` time when the first module is compiled then.
+PROBE_SIZE = 8
+
+
 class LLVMFunction:
-    """The callable the llvm backend returns: dispatches each call to the specialisation for its inputs."""
+    """The callable the llvm backend returns: dispatches each call to the code for its input geometry.
+
+    A call's geometry (shapes and strides) gets a plan, built in Python; the
+    plan's template (its structure, sizes taken out) picks the compiled
+    module, compiled when that structure is first seen.  Compilation happens
+    at ``function()`` time for a probe geometry, and again only for a new
+    structure: a new layout class (a view instead of a contiguous array, a
+    size-1 dimension where there was none), never for new sizes alone.
+    """
 
     returns_fresh = True
 
     def __init__(self, fgraph):
         self.fgraph = fgraph
+        #: The specialisation of each recent geometry, by the call-time key.
         self._variants: dict = {}
-        #: The run method of each specialisation, by the call-time key: the whole dispatch of a call.
+        #: Its run method, by the same key: the whole dispatch of a call.
         self._runs: dict = {}
+        #: Compiled modules by template key.
+        self._modules: dict = {}
+        #: How many modules this function compiled or loaded from the cache.
+        self.compilations = 0
         self._lock = forksafe.owned_lock(self)
         self._last = None
         self._itemsizes = [np.dtype(v.dtype).itemsize for v in fgraph.inputs]
-        if all(all(d is not None for d in v.type.shape) for v in fgraph.inputs):
-            geometry = tuple((tuple(v.type.shape), _c_strides(v.type.shape)) for v in fgraph.inputs)
-            self._specialise(geometry)
+        self._blas = runtime.bind_blas()
+        self._compile_probe()
+
+    def _compile_probe(self):
+        """Compile at ``function()`` time: for the static shapes, with :data:`PROBE_SIZE` for unknown dims.
+
+        A probe that the graph's shape checks reject compiles nothing; the first call does.
+        """
+        shapes = [tuple(PROBE_SIZE if d is None else d for d in v.type.shape) for v in self.fgraph.inputs]
+        geometry = tuple((s, _c_strides(s)) for s in shapes)
+        static = all(None not in v.type.shape for v in self.fgraph.inputs)
+        try:
+            self._specialise(geometry, remember=static)
+        except (ValueError, IndexError):
+            if static:
+                raise
 
     def __call__(self, args):
         # ((shape, byte strides), ...): the same key _specialise files a specialisation under.
@@ -222,30 +271,38 @@ class LLVMFunction:
         return run(args)
 
     def _dispatch_slow(self, key, args):
-        """A call whose key has no run method yet: find or compile its specialisation."""
-        variant = self._variants.get(key)
-        if variant is None:
-            aligned = [all(s % n == 0 for s in a.strides) for a, n in zip(args, self._itemsizes)]
-            # Byte strides that are not whole elements cannot be addressed: copy those inputs to C order.
-            args = [a if ok else np.array(a, order="C") for a, ok in zip(args, aligned)]
-            geometry = tuple((a.shape, tuple(s // n for s in a.strides)) for a, n in zip(args, self._itemsizes))
-            variant = self._specialise(geometry)
-            if all(aligned):
-                self._variants[key] = variant
-        if key in self._variants:
-            self._runs[key] = variant.executable.run
+        """A call whose key has no run method yet: plan it, and compile if its structure is new."""
+        aligned = [all(s % n == 0 for s in a.strides) for a, n in zip(args, self._itemsizes)]
+        # Byte strides that are not whole elements cannot be addressed: copy those inputs to C order.
+        args = [a if ok else np.array(a, order="C") for a, ok in zip(args, aligned)]
+        geometry = tuple((a.shape, tuple(s // n for s in a.strides)) for a, n in zip(args, self._itemsizes))
+        variant = self._specialise(geometry, remember=all(aligned))
         return variant.executable.run(args)
 
-    def _specialise(self, geometry):
-        with self._lock:
-            key = tuple((tuple(s), tuple(st)) for s, st in geometry)
-            byte_key = tuple((s, tuple(x * n for x in st)) for (s, st), n in zip(key, self._itemsizes))
-            variant = self._variants.get(byte_key)
-            if variant is None:
-                variant = _Specialisation(self.fgraph, key, _cache())
+    def _specialise(self, geometry, remember=True):
+        geometry = tuple((tuple(s), tuple(st)) for s, st in geometry)
+        byte_key = tuple((s, tuple(x * n for x in st)) for (s, st), n in zip(geometry, self._itemsizes))
+        variant = self._variants.get(byte_key)
+        if variant is None:
+            plan = build_plan(self.fgraph, geometry, _supports(self._blas))
+            segments, schedule, work = _schedule(plan)
+            template = parametrise(plan)
+            with self._lock:
+                module = self._modules.get(template.key())
+                if module is None:
+                    module = _Module(self.fgraph, template, segments, self._blas, _cache())
+                    self._modules[template.key()] = module
+                    self.compilations += 1
+            variant = _Specialisation(plan, module, schedule, work, template.params, self.fgraph)
+            if remember:
+                if len(self._variants) >= MAX_GEOMETRIES:
+                    oldest = next(iter(self._variants))
+                    self._variants.pop(oldest, None)
+                    self._runs.pop(oldest, None)
                 self._variants[byte_key] = variant
-            self._last = variant
-            return variant
+                self._runs[byte_key] = variant.executable.run
+        self._last = variant
+        return variant
 
     # -- inspection ---------------------------------------------------------------------
     def _latest(self):
@@ -257,17 +314,17 @@ class LLVMFunction:
 
     @property
     def source(self) -> str:
-        """LLVM IR of the most recent specialisation (before optimisation)."""
+        """LLVM IR of the module the most recent call ran (before optimisation)."""
         return self._latest().source
 
     def assembly(self) -> str:
-        """Host assembly of the most recent specialisation (after ``-O3``)."""
+        """Host assembly of the module the most recent call ran (after ``-O3``)."""
         _, optimised = target.compile_ir(self.source)
         return target.assembly_of(optimised)
 
     @property
     def plan(self):
-        """The kernel-IR plan of the most recent specialisation."""
+        """The kernel-IR plan of the most recent call's geometry."""
         return self._latest().plan
 
 

@@ -21,6 +21,7 @@ from llvmlite import ir
 from symexpr.backends.llvm import scalar_ops as so
 from symexpr.backends.llvm import target
 from symexpr.kernel.ir import GemmKernel, LoopKernel
+from symexpr.kernel.template import Param
 
 VOID = ir.VoidType()
 I8P = ir.IntType(8).as_pointer()
@@ -135,8 +136,31 @@ def _combine(builder, kind, dtype, acc, value):
     return so._intrinsic(builder, f"{prefix}{kind}", acc.type, [acc, value])
 
 
+def _params_of(kernel) -> list:
+    """The :class:`Param` s a kernel's loops, accesses and programs use, in a fixed order."""
+    found = {}
+
+    def visit(value):
+        if isinstance(value, Param):
+            found[value.index] = value
+        elif isinstance(value, tuple):
+            for v in value:
+                visit(v)
+        elif hasattr(value, "__dataclass_fields__"):
+            for name in value.__dataclass_fields__:
+                visit(getattr(value, name))
+
+    visit(kernel)
+    return [found[k] for k in sorted(found)]
+
+
 class ModuleGenerator:
-    """Builds the LLVM module of one plan."""
+    """Builds the LLVM module of one plan template (:class:`~symexpr.kernel.template.Template`).
+
+    Every size in the template is a :class:`~symexpr.kernel.template.Param`:
+    kernels load the ones they use from the run-time parameter vector once, on
+    entry, so one module runs every geometry that has this template.
+    """
 
     def __init__(self, plan, name: str, triple: str, object_layout: tuple[int, int], cpu_target=None):
         self.plan = plan
@@ -152,10 +176,11 @@ class ModuleGenerator:
         kinds = [b.kind for b in self.plan.buffers]
         self.n_inputs = sum(k == "input" for k in kinds)
         self.n_outputs = sum(k == "output" for k in kinds)
-        self.n_consts = len(self.plan.constants)
+        self.n_consts = self.plan.n_constants
         self.arena_slot = self.n_inputs + self.n_outputs + self.n_consts
         self.sync_slot = self.arena_slot + 1
-        return self.sync_slot + 1
+        self.params_slot = self.sync_slot + 1
+        return self.params_slot + 1
 
     def slot_of(self, buffer) -> int:
         b = self.plan.buffers[buffer]
@@ -179,25 +204,34 @@ class ModuleGenerator:
         return used
 
     def _kernel_function(self, kernel, buffers):
-        fnty = ir.FunctionType(VOID, [I8P] * len(buffers) + [I64, I64])
+        """The kernel's function ``(buffers..., params, start, stop)``, with an entry block that loads its params."""
+        fnty = ir.FunctionType(VOID, [I8P] * len(buffers) + [I64.as_pointer(), I64, I64])
         fn = ir.Function(self.module, fnty, kernel.name)
         fn.linkage = "internal"
         # Inlining a kernel into its segment gains nothing (one call per run) and makes
         # the optimiser's time grow faster than linearly in the number of kernels.
         fn.attributes.add("noinline")
-        for arg in fn.args[: len(buffers)]:
+        for arg in fn.args[: len(buffers) + 1]:
             arg.add_attribute("noalias")
-        return fn
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        params = fn.args[len(buffers)]
+        self._params = {p.index: b.load(b.gep(params, [_i64(p.index)]), name=f"p{p.index}") for p in _params_of(kernel)}
+        return fn, b
+
+    def num(self, value) -> ir.Value:
+        """An integer of the template: a literal, or a param the current kernel loaded on entry."""
+        if isinstance(value, Param):
+            return self._params[value.index]
+        return _i64(value)
 
     def loop_kernel(self, kernel: LoopKernel):
         buffers = self.kernel_buffers(kernel)
-        fn = self._kernel_function(kernel, buffers)
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        fn, b = self._kernel_function(kernel, buffers)
         pointers = {}
         for buf, arg in zip(buffers, fn.args):
             dtype = self.plan.buffers[buf].dtype
             pointers[buf] = b.bitcast(arg, so.memory_type(dtype).as_pointer())
-        start, stop = fn.args[len(buffers)], fn.args[len(buffers) + 1]
+        start, stop = fn.args[len(buffers) + 1], fn.args[len(buffers) + 2]
         n_outer = len(kernel.outer)
         max_inner = max((len(p.inner) for p in kernel.phases), default=0)
         counters = [b.alloca(I64, name=f"i{d}") for d in range(n_outer + max_inner + 1)]
@@ -220,7 +254,7 @@ class ModuleGenerator:
                 for p, phase in enumerate(kernel.phases):
                     self._phase(b, kernel, p, phase, index, pointers, counters, accs)
                 return
-            lo, hi = (start, stop) if d == 0 else (_i64(0), _i64(kernel.outer[d]))
+            lo, hi = (start, stop) if d == 0 else (_i64(0), self.num(kernel.outer[d]))
             with _Loop(b, counters[d], lo, hi) as i:
                 outer(d + 1, index + [i])
 
@@ -239,7 +273,7 @@ class ModuleGenerator:
                 if d == len(phase.inner):
                     self._body(b, p, phase, index, pointers, accs)
                     return
-                with _Loop(b, counters[n_outer + d], _i64(0), _i64(phase.inner[d])) as i:
+                with _Loop(b, counters[n_outer + d], _i64(0), self.num(phase.inner[d])) as i:
                     inner(d + 1, index + [i])
 
             inner(0, list(outer_index))
@@ -257,10 +291,10 @@ class ModuleGenerator:
             b.store(_widen(b, b.load(accs[key])), total)
             b.store(ir.Constant(F64, 0.0), comp)
         last = len(phase.inner) - 1
-        extent = phase.inner[last]
+        extent = self.num(phase.inner[last])
         lanes = sum_lanes(self.module.cpu_target)
         block = lanes * ADDS_PER_LANE
-        n_full, tail = divmod(extent, block)
+        tail_start = b.mul(b.sdiv(extent, _i64(block)), _i64(block))
 
         def run_loop(which, lo, hi, index):
             # which: 0 the partial in the value's type, 1 the float64 partial.  A float64 sum's rest
@@ -281,27 +315,27 @@ class ModuleGenerator:
         # A strided inner loop is not vectorised: its "vector part" would be one long chain.
         unit = all(access.strides[-1] in (0, 1) for access in phase.loads)
 
-        def run_block(lo, hi, index, length):
-            vector_part = 0 if length < SHORT_SUM or not unit else length - length % lanes
-            if vector_part:
-                run_loop(0, lo, b.add(lo, _i64(vector_part)), index)
-            if vector_part < length:
-                run_loop(1, b.add(lo, _i64(vector_part)), hi, index)
+        if unit:
+            # the vector part: every full block, and the rest rounded down to the lanes unless it is short
+            tail = b.sub(extent, tail_start)
+            tail_vector = b.select(b.icmp_signed("<", tail, _i64(SHORT_SUM)), _i64(0), b.sub(tail, b.srem(tail, _i64(lanes))))
+            vector_end = b.add(tail_start, tail_vector)
+            n_chunks = b.sdiv(b.add(vector_end, _i64(block - 1)), _i64(block))
 
         def inner(d, index):
             if d < last:
-                with _Loop(b, counters[n_outer + d], _i64(0), _i64(phase.inner[d])) as i:
+                with _Loop(b, counters[n_outer + d], _i64(0), self.num(phase.inner[d])) as i:
                     inner(d + 1, index + [i])
-            else:
-                # full blocks, then the rest: each inner loop has a trip count LLVM knows
-                if n_full == 1:
-                    run_block(_i64(0), _i64(block), index, block)
-                elif n_full > 1:
-                    with _Loop(b, counters[n_outer + last + 1], _i64(0), _i64(n_full)) as blk:
-                        lo = b.mul(blk, _i64(block))
-                        run_block(lo, b.add(lo, _i64(block)), index, block)
-                if tail or not n_full:
-                    run_block(_i64(n_full * block), _i64(extent), index, tail)
+                return
+            rest = _i64(0)
+            if unit:
+                # blocks of the vector part, each summed in the value's type; the last may be shorter
+                with _Loop(b, counters[n_outer + last + 1], _i64(0), n_chunks) as chunk:
+                    lo = b.mul(chunk, _i64(block))
+                    hi = b.add(lo, _i64(block))
+                    run_loop(0, lo, b.select(b.icmp_signed("<", hi, vector_end), hi, vector_end), index)
+                rest = vector_end
+            run_loop(1, rest, extent, index)  # the rest, in float64
 
         inner(0, list(outer_index))
         for key, (_, _, total_slot, comp) in compensated.items():
@@ -312,10 +346,10 @@ class ModuleGenerator:
             b.store(final if slot.type.pointee == F64 else b.fptrunc(final, slot.type.pointee), slot)
 
     def _address(self, b, access, index, pointers):
-        offset = _i64(access.offset)
+        offset = self.num(access.offset)
         for i, stride in zip(index, access.strides):
-            if stride:
-                offset = b.add(offset, b.mul(i, _i64(stride)))
+            if isinstance(stride, Param) or stride:
+                offset = b.add(offset, b.mul(i, self.num(stride)))
         return b.gep(pointers[access.buffer], [offset], inbounds=True)
 
     def _body(self, b, p, phase, index, pointers, accs):
@@ -347,6 +381,8 @@ class ModuleGenerator:
     def _ref(self, b, ref, values, accs):
         if ref[0] == "const":
             return so.constant(ref[1], ref[2]), ref[2]
+        if ref[0] == "size":
+            return so.cast(b, self.num(ref[1]), "int64", ref[2]), ref[2]
         if ref[0] == "acc":
             slot = accs[(ref[1], ref[2])]
             return b.load(slot), self._acc_dtype(ref)
@@ -357,8 +393,7 @@ class ModuleGenerator:
 
     def gemm_kernel(self, kernel: GemmKernel):
         buffers = self.kernel_buffers(kernel)
-        fn = self._kernel_function(kernel, buffers)
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        fn, b = self._kernel_function(kernel, buffers)
         fty = so.register_type(kernel.dtype)
         pa, pb, pc = (b.bitcast(arg, fty.as_pointer()) for arg in fn.args[:3])
         name = GEMM_SYMBOLS[kernel.dtype]
@@ -372,9 +407,9 @@ class ModuleGenerator:
             )
         a_trans = kernel.a.strides[-1] != 1
         b_trans = kernel.b.strides[-1] != 1
-        lda = kernel.a.strides[-1] if a_trans else kernel.a.strides[-2]
-        ldb = kernel.b.strides[-1] if b_trans else kernel.b.strides[-2]
-        ldc = kernel.c.strides[-2]
+        lda = self._leading(b, kernel.a.strides[-1] if a_trans else kernel.a.strides[-2])
+        ldb = self._leading(b, kernel.b.strides[-1] if b_trans else kernel.b.strides[-2])
+        ldc = self._leading(b, kernel.c.strides[-2])
         nb = len(kernel.batch)
         counters = [b.alloca(I64) for _ in range(nb)]
 
@@ -387,18 +422,25 @@ class ModuleGenerator:
                     ir.Constant(I32, 101),
                     ir.Constant(I32, 112 if a_trans else 111),
                     ir.Constant(I32, 112 if b_trans else 111),
-                    _i64(kernel.m), _i64(kernel.n), _i64(kernel.k),
-                    ir.Constant(fty, 1.0), ptrs[0], _i64(max(lda, 1)), ptrs[1], _i64(max(ldb, 1)),
-                    ir.Constant(fty, 0.0), ptrs[2], _i64(max(ldc, 1)),
+                    self.num(kernel.m), self.num(kernel.n), self.num(kernel.k),
+                    ir.Constant(fty, 1.0), ptrs[0], lda, ptrs[1], ldb,
+                    ir.Constant(fty, 0.0), ptrs[2], ldc,
                 ]
                 b.call(gemm, args)
                 return
-            with _Loop(b, counters[d], _i64(0), _i64(kernel.batch[d])) as i:
+            with _Loop(b, counters[d], _i64(0), self.num(kernel.batch[d])) as i:
                 level(d + 1, index + [i])
 
         level(0, [])
         b.ret_void()
         return fn
+
+    def _leading(self, b, stride):
+        """A BLAS leading dimension: ``max(stride, 1)``."""
+        if not isinstance(stride, Param):
+            return _i64(max(stride, 1))
+        value = self.num(stride)
+        return b.select(b.icmp_signed("<", value, _i64(1)), _i64(1), value)
 
     # -- entry points -------------------------------------------------------------
     def segment(self, k: int, steps: list):
@@ -416,11 +458,18 @@ class ModuleGenerator:
                 data[slot] = b.load(b.bitcast(b.gep(obj, [_i64(self.data_offset)]), I8P.as_pointer()))
             return data[slot]
 
+        params = b.bitcast(slot_data(self.params_slot), I64.as_pointer())
+
+        def param(value):
+            if isinstance(value, Param):
+                return b.load(b.gep(params, [_i64(value.index)]))
+            return _i64(value)
+
         def buffer_ptr(buf):
             spec = self.plan.buffers[buf]
             base = slot_data(self.slot_of(buf))
             if spec.kind == "temp":
-                return b.gep(base, [_i64(spec.index)])
+                return b.gep(base, [param(spec.index)])
             return base
 
         counter = b.bitcast(b.gep(slot_data(self.sync_slot), [_i64(8 * k)]), I64.as_pointer())
@@ -429,9 +478,9 @@ class ModuleGenerator:
         for n, step in enumerate(steps):
             self._current_kernel = step
             fn_k = self.loop_kernel(step) if isinstance(step, LoopKernel) else self.gemm_kernel(step)
-            args = [buffer_ptr(buf) for buf in self.kernel_buffers(step)]
+            args = [buffer_ptr(buf) for buf in self.kernel_buffers(step)] + [params]
             if isinstance(step, LoopKernel):
-                extent = _i64(step.outer[0])
+                extent = param(step.outer[0])
                 chunk = b.sdiv(b.add(extent, b.sub(nthreads, _i64(1))), nthreads)
                 lo = b.select(b.icmp_signed("<", b.mul(tid, chunk), extent), b.mul(tid, chunk), extent)
                 hi = b.select(b.icmp_signed("<", b.add(lo, chunk), extent), b.add(lo, chunk), extent)

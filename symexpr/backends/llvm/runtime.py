@@ -265,10 +265,12 @@ class Executable:
     """A plan with its loaded code (a :class:`~symexpr.backends.llvm.loader.LoadedModule` or None):
     ``run(arrays)`` returns the output arrays."""
 
-    def __init__(self, fgraph, plan, schedule, module, segment_work):
+    def __init__(self, fgraph, plan, schedule, module, segment_work, params):
         self.fgraph = fgraph
         self.plan = plan
         self.module = module
+        #: The plan's sizes, in the order its template numbers them (the last argument of every segment).
+        self.params = params
         self.constants = tuple(plan.constants)
         self._input_index = {id(v): i for i, v in enumerate(fgraph.inputs)}
         self.out_slots = [plan.buffers[b].index for b, _, _ in plan.outputs]
@@ -305,7 +307,7 @@ class Executable:
         _, entry, work = self.schedule[0]
         big = work >= PARALLEL_THRESHOLD
         (spares,), (spec,) = self._spares, self._out_specs
-        constants, sync, arenas, arena_bytes = self.constants, self._sync, self._arenas, self.arena_bytes
+        constants, sync, arenas, arena_bytes, params = self.constants, self._sync, self._arenas, self.arena_bytes, self.params
 
         def run(args):
             out = _reuse_or_new(spares, spec)
@@ -316,7 +318,7 @@ class Executable:
                     arena = _aligned_bytes(arena_bytes)
             else:
                 arena = _EMPTY
-            arrays = (*args, out, *constants, arena, sync)
+            arrays = (*args, out, *constants, arena, sync, params)
             threads = _num_threads or get_num_threads()
             if big and threads > 1:
                 _run_parallel(entry, arrays, threads, sync)
@@ -342,7 +344,7 @@ class Executable:
             arena = _EMPTY
         try:
             sync = self._sync
-            arrays = (*args, *outs, *self.constants, arena, sync)
+            arrays = (*args, *outs, *self.constants, arena, sync, self.params)
             threads = _num_threads or get_num_threads()
             for kind, item, work in self.schedule:
                 if kind == "native":
@@ -476,7 +478,7 @@ def _run_parallel(entry, arrays, threads, sync):
     A segment's spin barriers need all of its tasks running at once, so two calls
     must never share the workers: the second caller (from another Python thread)
     does its work single-threaded instead of waiting.  ``sync`` (the barrier
-    counters, the last item of ``arrays``) is zeroed here, under the pool lock.
+    counters, an item of ``arrays``) is zeroed here, under the pool lock.
     """
     busy = _parallel_busy
     if not busy.acquire(blocking=False):

@@ -1,0 +1,126 @@
+"""Plan templates: a plan's structure with its sizes taken out, so that one compiled module runs every shape.
+
+:func:`parametrise` turns a plan, lowered for one input geometry, into a
+:class:`Template`: the same steps with every extent, stride, offset, arena
+offset and shape-derived literal replaced by a :class:`Param` (a slot in a
+run-time int64 vector), and that vector for this geometry.  Code generators
+compile the template; the driver passes the vector at each call.
+
+What stays in the template, and so decides when code is compiled again, is
+the plan's *structure*: its steps and programs, which loop dimensions merged,
+and the strides that are 0 (broadcast) or 1 (contiguous), which code
+generators specialise on (vector loads, BLAS transposition flags).  Inputs
+of the same ranks and layout class (C-contiguous, broadcast dims) give the
+same template at every size; a size-1 dimension (dropped when dims merge) or
+a differently strided view gives another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from symexpr.kernel.ir import Access, Buffer, GemmKernel, HostStep, Instr, LoopKernel, Phase
+
+#: Strides kept as literals: code generators specialise on them.
+LITERAL_STRIDES = (0, 1)
+
+
+@dataclass(frozen=True)
+class Param:
+    """Entry ``index`` of the run-time parameter vector (an int64)."""
+
+    index: int
+
+    def __repr__(self):
+        return f"p{self.index}"
+
+
+@dataclass
+class Template:
+    """A plan with its sizes as :class:`Param` s.
+
+    ``buffers`` keep kind, dtype and the slot index of inputs, outputs and
+    constants; a temp's arena offset is a ``Param`` and sizes are dropped.
+    ``steps`` are the plan's steps (host steps stand for their position only:
+    the driver runs the plan's own).  ``params`` holds this geometry's values.
+    """
+
+    buffers: list
+    steps: list
+    n_constants: int
+    params: np.ndarray
+
+    def key(self) -> str:
+        """A hash of the structure: equal keys compile to the same code."""
+        text = repr((self.buffers, [_step_key(s) for s in self.steps], self.n_constants))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _step_key(step):
+    return ("host", step.outputs) if isinstance(step, HostStep) else step
+
+
+class _Builder:
+    def __init__(self):
+        self.values: list[int] = []
+
+    def param(self, value) -> Param:
+        self.values.append(int(value))
+        return Param(len(self.values) - 1)
+
+    def size(self, value):
+        return self.param(value)
+
+    def stride(self, value):
+        return int(value) if value in LITERAL_STRIDES else self.param(value)
+
+    def offset(self, value):
+        return 0 if value == 0 else self.param(value)
+
+    def access(self, a: Access) -> Access:
+        return Access(a.buffer, self.offset(a.offset), tuple(self.stride(s) for s in a.strides))
+
+    def ref(self, ref):
+        if ref[0] == "size":
+            return ("size", self.param(ref[1]), ref[2])
+        return ref
+
+    def phase(self, p: Phase) -> Phase:
+        program = tuple(Instr(i.op, tuple(self.ref(r) for r in i.args), i.dtype) for i in p.program)
+        return Phase(
+            tuple(self.size(d) for d in p.inner),
+            tuple(self.access(a) for a in p.loads),
+            program,
+            p.accumulators,
+            tuple((self.access(a), self.ref(r)) for a, r in p.stores),
+        )
+
+    def step(self, step):
+        if isinstance(step, LoopKernel):
+            return LoopKernel(step.name, tuple(self.size(d) for d in step.outer), tuple(self.phase(p) for p in step.phases))
+        if isinstance(step, GemmKernel):
+            return GemmKernel(
+                step.name,
+                step.dtype,
+                tuple(self.size(d) for d in step.batch),
+                self.size(step.m),
+                self.size(step.n),
+                self.size(step.k),
+                self.access(step.a),
+                self.access(step.b),
+                self.access(step.c),
+            )
+        return step
+
+
+def parametrise(plan) -> Template:
+    """The :class:`Template` of ``plan`` (a plan whose temps are placed)."""
+    b = _Builder()
+    buffers = [
+        Buffer(buf.kind, b.param(buf.index) if buf.kind == "temp" else buf.index, buf.dtype, 0) for buf in plan.buffers
+    ]
+    steps = [b.step(s) for s in plan.steps]
+    return Template(buffers, steps, len(plan.constants), np.asarray(b.values, dtype=np.int64))
