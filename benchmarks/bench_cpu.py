@@ -524,7 +524,7 @@ def section_compile_se(nodes: int) -> None:
         got = f(a)
         result["first_call_s"] = time.perf_counter() - start
         try:
-            result["cache_hit"] = bool(f._compiled._last.cache_hit)
+            result["cache_hit"] = bool(f._compiled._latest().cache_hit)
         except AttributeError:
             pass
         ref = se.function([x], out, backend="numpy")(a)

@@ -35,10 +35,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("rewriting", ("symexpr.rewriting.*",)),
     ("passes", ("symexpr.passes.*",)),
     ("kernel", ("symexpr.kernel.*",)),
+    ("runtime", ("symexpr.runtime.*",)),
     ("backends", ("symexpr.backends.*",)),
     ("compile", ("symexpr.compile.*",)),
     ("printing", ("symexpr.printing",)),
     ("api", ("symexpr", "symexpr.__main__", "symexpr.testing.*", "symexpr.examples.*")),
+    ("models", ("symexpr.models.*",)),
 ]
 
 #: Imports that break the rule in files whose fix is pending elsewhere:

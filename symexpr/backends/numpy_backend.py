@@ -9,25 +9,10 @@ import warnings
 
 import numpy as np
 
-from symexpr.graph.basic import Apply, Constant
+from symexpr.graph.basic import Constant
 from symexpr.graph.fgraph import FunctionGraph
 from symexpr.graph.type import format_shape
-from symexpr.ops.messages import broadcast_message, exception_with_message, node_label
-
-
-def node_error(node: Apply, inputs: list, exc: Exception) -> Exception:
-    """``exc`` re-raised with the failing node, its input shapes and dtypes in the message.
-
-    A broadcasting mismatch of an elementwise node is reported in the user's
-    terms instead: the expression and the operands (by variable name) whose
-    shapes do not broadcast.
-    """
-    described = ", ".join(
-        f"{a.dtype}{format_shape(a.shape)}" if isinstance(a, np.ndarray) else type(a).__name__ for a in inputs
-    )
-    shapes = [tuple(a.shape) if isinstance(a, np.ndarray) else None for a in inputs]
-    msg = broadcast_message(node, shapes) or f"{exc}\n  while evaluating {node_label(node)} on inputs {described}"
-    return exception_with_message(exc, msg)
+from symexpr.ops.messages import node_error
 
 
 class NumpyBackend:

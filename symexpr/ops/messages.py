@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from symexpr.graph.basic import Constant
+from symexpr.graph.type import format_shape
 from symexpr.graph.text import ATOM, node_infix, root_label, wrap
 from symexpr.ops.elemwise import Elemwise
 from symexpr.ops.fused import Fused, FusedReduce, program_text
@@ -154,3 +157,18 @@ def broadcast_message(node, shapes: list) -> str | None:
     if not _is_fused(node.op):  # a fused node's label would only repeat the expression
         msg += f"\n  while evaluating {node_label(node)}"
     return msg
+
+
+def node_error(node, inputs: list, exc: Exception) -> Exception:
+    """``exc`` re-raised with the failing node, its input shapes and dtypes in the message.
+
+    A broadcasting mismatch of an elementwise node is reported in the user's
+    terms instead: the expression and the operands (by variable name) whose
+    shapes do not broadcast.
+    """
+    described = ", ".join(
+        f"{a.dtype}{format_shape(a.shape)}" if isinstance(a, np.ndarray) else type(a).__name__ for a in inputs
+    )
+    shapes = [tuple(a.shape) if isinstance(a, np.ndarray) else None for a in inputs]
+    msg = broadcast_message(node, shapes) or f"{exc}\n  while evaluating {node_label(node)} on inputs {described}"
+    return exception_with_message(exc, msg)

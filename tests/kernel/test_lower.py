@@ -211,7 +211,7 @@ def test_reraise_keeps_the_message_and_a_catchable_type(backend, where, error, k
 
 
 def test_exception_with_message_keeps_the_type_when_it_can():
-    from symexpr.backends.numpy_backend import exception_with_message
+    from symexpr.ops.messages import exception_with_message
 
     new = exception_with_message(ValueError("bad"), "bad\n  more")
     assert type(new) is ValueError and str(new) == "bad\n  more"

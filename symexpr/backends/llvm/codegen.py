@@ -154,6 +154,27 @@ def _params_of(kernel) -> list:
     return [found[k] for k in sorted(found)]
 
 
+def _canonical(value, lo: int, buffers: dict):
+    """``value`` (a kernel step or part of one) with params counted from ``lo`` and buffers by position.
+
+    Two kernels with equal canonical forms compile to the same function: its
+    body depends on its buffers only through their positions and dtypes, and
+    on params only through their offsets in the block the segment passes.
+    """
+    if isinstance(value, Param):
+        return ("p", value.index - lo)
+    if isinstance(value, tuple):
+        return tuple(_canonical(v, lo, buffers) for v in value)
+    if isinstance(value, float):
+        return ("f", repr(value))
+    if hasattr(value, "__dataclass_fields__"):
+        fields = [f for f in value.__dataclass_fields__ if f != "name"]
+        if "buffer" in fields:
+            return ("buffer", buffers[value.buffer]) + tuple(_canonical(getattr(value, f), lo, buffers) for f in fields if f != "buffer")
+        return (type(value).__name__,) + tuple(_canonical(getattr(value, f), lo, buffers) for f in fields)
+    return value
+
+
 class ModuleGenerator:
     """Builds the LLVM module of one plan template (:class:`~symexpr.kernel.template.Template`).
 
@@ -170,6 +191,9 @@ class ModuleGenerator:
         self.module.cpu_target = cpu_target or target.active_target()
         self.items_offset, self.data_offset = object_layout
         self.n_slots = self._slot_count()
+        #: Kernel functions by canonical form (see :func:`_canonical`): equal kernels are compiled once.
+        self._functions: dict = {}
+        self._param_base = 0
 
     # -- slots in the argument tuple ----------------------------------------------
     def _slot_count(self):
@@ -203,10 +227,27 @@ class ModuleGenerator:
                     used.append(access.buffer)
         return used
 
+    def kernel_function(self, step):
+        """``(function, first_param)``: the function of kernel ``step``, shared by every kernel of its canonical form.
+
+        The function takes ``(buffers..., params + first_param, start, stop)``.
+        """
+        buffers = self.kernel_buffers(step)
+        params = _params_of(step)
+        lo = params[0].index if params else 0
+        key = (_canonical(step, lo, {buf: k for k, buf in enumerate(buffers)}),
+               tuple(self.plan.buffers[buf].dtype for buf in buffers))
+        fn = self._functions.get(key)
+        if fn is None:
+            self._param_base = lo
+            fn = self.loop_kernel(step) if isinstance(step, LoopKernel) else self.gemm_kernel(step)
+            self._functions[key] = fn
+        return fn, lo
+
     def _kernel_function(self, kernel, buffers):
         """The kernel's function ``(buffers..., params, start, stop)``, with an entry block that loads its params."""
         fnty = ir.FunctionType(VOID, [I8P] * len(buffers) + [I64.as_pointer(), I64, I64])
-        fn = ir.Function(self.module, fnty, kernel.name)
+        fn = ir.Function(self.module, fnty, f"kernel{len(self._functions)}_{kernel.name.split('_', 1)[-1]}")
         fn.linkage = "internal"
         # Inlining a kernel into its segment gains nothing (one call per run) and makes
         # the optimiser's time grow faster than linearly in the number of kernels.
@@ -215,7 +256,10 @@ class ModuleGenerator:
             arg.add_attribute("noalias")
         b = ir.IRBuilder(fn.append_basic_block("entry"))
         params = fn.args[len(buffers)]
-        self._params = {p.index: b.load(b.gep(params, [_i64(p.index)]), name=f"p{p.index}") for p in _params_of(kernel)}
+        base = self._param_base
+        self._params = {
+            p.index: b.load(b.gep(params, [_i64(p.index - base)]), name=f"p{p.index - base}") for p in _params_of(kernel)
+        }
         return fn, b
 
     def num(self, value) -> ir.Value:
@@ -477,8 +521,8 @@ class ModuleGenerator:
         one_thread = b.icmp_signed("<=", nthreads, _i64(1))
         for n, step in enumerate(steps):
             self._current_kernel = step
-            fn_k = self.loop_kernel(step) if isinstance(step, LoopKernel) else self.gemm_kernel(step)
-            args = [buffer_ptr(buf) for buf in self.kernel_buffers(step)] + [params]
+            fn_k, first_param = self.kernel_function(step)
+            args = [buffer_ptr(buf) for buf in self.kernel_buffers(step)] + [b.gep(params, [_i64(first_param)])]
             if isinstance(step, LoopKernel):
                 extent = param(step.outer[0])
                 chunk = b.sdiv(b.add(extent, b.sub(nthreads, _i64(1))), nthreads)

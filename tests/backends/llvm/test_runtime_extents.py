@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from support import hyp
 
 import symexpr as se
-from symexpr.backends import llvm as llvm_backend
+from symexpr.runtime import dispatch
 from symexpr.kernel.ir import GemmKernel
 
 
@@ -108,7 +108,7 @@ def test_random_sizes_match_numpy_with_one_module(shapes):
 
 
 def test_the_geometry_cache_is_bounded(monkeypatch):
-    monkeypatch.setattr(llvm_backend, "MAX_GEOMETRIES", 4)
+    monkeypatch.setattr(dispatch, "MAX_GEOMETRIES", 4)
     x = se.vector("x", "float64")
     f = se.function([x], x * 2)
     for n in range(2, 20):

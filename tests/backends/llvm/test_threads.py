@@ -100,7 +100,7 @@ def test_forked_child_can_specialise_while_the_parent_was_compiling():
     """A fork while another thread holds a function's specialisation lock (compiling) or a cache's lock."""
     _skip_without_fork()
     from symexpr.backends.llvm import _shared_cache
-    from symexpr.backends.llvm.cache import cache_enabled, default_cache_dir
+    from symexpr.runtime.cache import cache_enabled, default_cache_dir
 
     x = se.vector("x")
     f = se.function([x], x * 3 - 1, backend="llvm")

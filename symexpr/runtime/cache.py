@@ -1,6 +1,6 @@
 """On-disk compile cache: native object code plus JSON metadata, keyed by a hash.
 
-The llvm backend compiles one LLVM module per specialisation.  Compiling is
+A compiling backend (the llvm backend) compiles one module per plan structure.  Compiling is
 slow next to loading an object file, so each result is kept on disk and found
 again by a key that hashes everything the code depends on (see
 :func:`make_key`).  Nothing here uses pickle: an entry is raw object code and a
@@ -100,7 +100,7 @@ import time
 import warnings
 from dataclasses import dataclass
 
-from symexpr.backends.llvm import forksafe
+from symexpr.runtime import forksafe
 
 __all__ = ["FORMAT_VERSION", "CacheEntry", "CompileCache", "cache_enabled", "default_cache_dir", "make_key"]
 

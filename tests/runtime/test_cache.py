@@ -15,8 +15,8 @@ import warnings
 
 import pytest
 
-from symexpr.backends.llvm import cache as cache_mod
-from symexpr.backends.llvm.cache import (
+from symexpr.runtime import cache as cache_mod
+from symexpr.runtime.cache import (
     FORMAT_VERSION,
     CacheEntry,
     CompileCache,
@@ -682,7 +682,7 @@ def test_store_interrupted_before_its_commit_leaves_no_entry(tmp_path, monkeypat
 
 
 def test_hash_sources_covers_every_python_file(tmp_path):
-    from symexpr.backends import llvm as backend
+    from symexpr.runtime import keys as backend
 
     pkg = tmp_path / "pkg"
     (pkg / "sub").mkdir(parents=True)
@@ -708,7 +708,7 @@ def test_hash_sources_covers_every_python_file(tmp_path):
 
 def test_source_hash_is_the_package_hash_computed_once():
     import symexpr
-    from symexpr.backends import llvm as backend
+    from symexpr.runtime import keys as backend
 
     assert not hasattr(backend, "CODEGEN_VERSION"), "replaced by the source hash"
     first = backend.source_hash()
@@ -723,7 +723,7 @@ def test_code_generator_change_misses_the_cache(monkeypatch):
     import numpy as np
 
     import symexpr as se
-    from symexpr.backends import llvm as backend
+    from symexpr.runtime import keys as backend
 
     x = se.tensor("x", "float32", (5,))  # static shape: compiled by function()
 
