@@ -173,7 +173,7 @@ class UnaryOp(se.Op):
 
     def make_node(self, x) -> se.Apply:
         x = se.as_tensor(x)
-        return se.Apply(self, [x], [se.TensorType(x.dtype, x.shape)])
+        return se.Apply(self, [x], [se.TensorType(x.dtype, x.type.shape)])
 
     def perform(self, node, inputs):
         return [np.array(inputs[0], copy=True)]

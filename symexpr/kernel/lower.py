@@ -113,9 +113,14 @@ class View:
 
 
 def collapse(extents, accesses, first: int = 0):
-    """Drop unit dims and merge dims every access walks contiguously, from dim ``first`` on.
+    """Merge dims every access walks contiguously, from dim ``first`` on.
 
     Returns ``(extents, [strides per access])``.  Dims before ``first`` are kept as is.
+    A unit dim is not dropped: it merges like any other (a C-contiguous array's
+    unit dim has the stride of the dims after it, so it merges as the same dim
+    of any other size would), which keeps the plan's structure, and so its
+    compiled code, the same when a dimension is 1 in one call and larger in
+    the next.
     """
     strides = [list(a) for a in accesses]
     dims = list(range(len(extents)))
@@ -123,8 +128,6 @@ def collapse(extents, accesses, first: int = 0):
     keep_str = [[s[d] for d in dims[:first]] for s in strides]
     run_ext, run_str = [], [[] for _ in strides]
     for d in dims[first:]:
-        if extents[d] == 1:
-            continue
         if run_ext and all(rs[-1] == s[d] * extents[d] for rs, s in zip(run_str, strides)):
             run_ext[-1] *= extents[d]
             for rs, s in zip(run_str, strides):

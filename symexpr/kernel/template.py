@@ -8,11 +8,12 @@ compile the template; the driver passes the vector at each call.
 
 What stays in the template, and so decides when code is compiled again, is
 the plan's *structure*: its steps and programs, which loop dimensions merged,
-and the strides that are 0 (broadcast) or 1 (contiguous), which code
-generators specialise on (vector loads, BLAS transposition flags).  Inputs
+and the innermost strides that are 0 (broadcast) or 1 (contiguous), which
+code generators specialise on (vector loads, BLAS transposition flags).  Inputs
 of the same ranks and layout class (C-contiguous, broadcast dims) give the
-same template at every size; a size-1 dimension (dropped when dims merge) or
-a differently strided view gives another.
+same template at every size, 1 included where the dimension does not
+broadcast (a stride over a dimension of extent 1 is a parameter whatever its
+value); a differently strided view gives another.
 """
 
 from __future__ import annotations
@@ -80,27 +81,49 @@ class _Builder:
     def offset(self, value):
         return 0 if value == 0 else self.param(value)
 
-    def access(self, a: Access) -> Access:
-        return Access(a.buffer, self.offset(a.offset), tuple(self.stride(s) for s in a.strides))
+    def access(self, a: Access, extents=None) -> Access:
+        """``a`` with its sizes as params.
+
+        Over a loop nest's ``extents``, only the innermost stride (the loop code
+        generators vectorise) stays a literal 0 or 1: an outer loop gains
+        nothing from a literal stride.  An innermost dim of extent 1 gets the
+        stride 1 whatever its value, which is never used (its index is always
+        0): a dimension that is 1 in one call and larger in the next then
+        compiles to the same code, as long as it does not broadcast.
+        """
+        if extents is None:
+            strides = tuple(self.stride(s) for s in a.strides)
+        else:
+            last = len(extents) - 1
+
+            def one(k, s, n):
+                if k != last:
+                    return self.param(s)
+                return 1 if n == 1 else self.stride(s)
+
+            strides = tuple(one(k, s, n) for k, (s, n) in enumerate(zip(a.strides, extents)))
+        return Access(a.buffer, self.offset(a.offset), strides)
 
     def ref(self, ref):
         if ref[0] == "size":
             return ("size", self.param(ref[1]), ref[2])
         return ref
 
-    def phase(self, p: Phase) -> Phase:
+    def phase(self, p: Phase, outer: tuple) -> Phase:
+        extents = tuple(outer) + tuple(p.inner)
         program = tuple(Instr(i.op, tuple(self.ref(r) for r in i.args), i.dtype) for i in p.program)
         return Phase(
             tuple(self.size(d) for d in p.inner),
-            tuple(self.access(a) for a in p.loads),
+            tuple(self.access(a, extents) for a in p.loads),
             program,
             p.accumulators,
-            tuple((self.access(a), self.ref(r)) for a, r in p.stores),
+            tuple((self.access(a, extents), self.ref(r)) for a, r in p.stores),
         )
 
     def step(self, step):
         if isinstance(step, LoopKernel):
-            return LoopKernel(step.name, tuple(self.size(d) for d in step.outer), tuple(self.phase(p) for p in step.phases))
+            outer = tuple(self.size(d) for d in step.outer)
+            return LoopKernel(step.name, outer, tuple(self.phase(p, step.outer) for p in step.phases))
         if isinstance(step, GemmKernel):
             return GemmKernel(
                 step.name,

@@ -31,7 +31,7 @@ class TestAttributes:
         x = se.matrix("x", shape=(None, 3))
         assert x.dtype == "float32"
         assert x.ndim == 2
-        assert x.shape == (None, 3)
+        assert x.type.shape == (None, 3)
         assert x.type == TensorType("float32", (None, 3))
         assert x.owner is None and x.index is None
         assert x.name == "x"
@@ -46,7 +46,7 @@ class TestAttributes:
         assert y.owner.out is y
         assert y.owner.inputs[0] is x
         assert y.name is None
-        assert y.dtype == "float32" and y.shape == (None, 3)
+        assert y.dtype == "float32" and y.type.shape == (None, 3)
 
     def test_T(self):
         x = se.matrix("x", shape=(2, 3))
@@ -54,9 +54,9 @@ class TestAttributes:
         assert isinstance(t.owner.op, se.Transpose)
         assert t.owner.op.axes == (1, 0)
         assert ids(t.owner.inputs) == ids((x,))
-        assert t.shape == (3, 2)
+        assert t.type.shape == (3, 2)
         assert t is x.transpose() is x.transpose(1, 0) is x.transpose((1, 0)) is se.transpose(x)
-        assert x.T.T.shape == (2, 3)
+        assert x.T.T.type.shape == (2, 3)
 
     def test_transpose_identity_and_1d(self):
         x = se.matrix("x")
@@ -64,7 +64,7 @@ class TestAttributes:
         assert x.transpose(0, 1) is x
         assert v.T is v
         t3 = se.tensor("t", ndim=3, shape=(2, 3, 4)).transpose(2, 0, 1)
-        assert t3.shape == (4, 2, 3)
+        assert t3.type.shape == (4, 2, 3)
         assert t3.owner.op.axes == (2, 0, 1)
 
     @pytest.mark.parametrize("method", ["sum", "mean", "max", "min", "prod"])
@@ -75,11 +75,11 @@ class TestAttributes:
         assert isinstance(op, se.Reduce)
         assert (op.kind, op.axis, op.keepdims) == (method, (1,), False)
         assert ids(y.owner.inputs) == ids((x,))
-        assert y.shape == (4,)
+        assert y.type.shape == (4,)
         assert y is getattr(se, method)(x, axis=1)
         assert y is getattr(x, method)(axis=-1)
         kept = getattr(x, method)(axis=0, keepdims=True)
-        assert kept.shape == (1, 3) and kept.owner.op.keepdims is True
+        assert kept.type.shape == (1, 3) and kept.owner.op.keepdims is True
         full = getattr(x, method)()
         assert full.shape == () and full.owner.op.axis == (0, 1)
 
@@ -88,7 +88,7 @@ class TestAttributes:
         y = x.var(axis=0, ddof=1)
         assert isinstance(y.owner.op, se.Var)
         assert (y.owner.op.axis, y.owner.op.ddof, y.owner.op.keepdims) == ((0,), 1, False)
-        assert y.shape == (3,)
+        assert y.type.shape == (3,)
         assert x.var().owner.op.ddof == 0
 
     @pytest.mark.parametrize("method", ["argmax", "argmin"])
@@ -98,7 +98,7 @@ class TestAttributes:
         assert isinstance(y.owner.op, se.ArgReduce)
         assert (y.owner.op.kind, y.owner.op.axis) == (method, 1)
         assert y.dtype == "int64"
-        assert y.shape == (4,)
+        assert y.type.shape == (4,)
         flat = getattr(x, method)()
         assert flat.owner.op.axis is None and flat.shape == ()
 
@@ -107,10 +107,10 @@ class TestAttributes:
         y = x.reshape(3, 4)
         assert isinstance(y.owner.op, se.Reshape)
         assert y.owner.op.shape == (3, 4)
-        assert y.shape == (3, 4)
+        assert y.type.shape == (3, 4)
         assert y is x.reshape((3, 4)) is x.reshape([3, 4]) is se.reshape(x, (3, 4))
-        assert x.reshape(-1).shape == (12,)
-        assert x.reshape(4, -1).shape == (4, 3)
+        assert x.reshape(-1).type.shape == (12,)
+        assert x.reshape(4, -1).type.shape == (4, 3)
 
     def test_astype(self):
         x = se.matrix("x")
@@ -123,8 +123,8 @@ class TestAttributes:
 
     def test_squeeze_method(self):
         x = se.tensor("x", shape=(1, 3, 1))
-        assert x.squeeze().shape == (3,)
-        assert x.squeeze(axis=0).shape == (3, 1)
+        assert x.squeeze().type.shape == (3,)
+        assert x.squeeze(axis=0).type.shape == (3, 1)
         m = se.matrix("m")
         assert m.squeeze() is m  # no dimension is statically 1
 
@@ -132,11 +132,11 @@ class TestAttributes:
         x = se.matrix("x", shape=(5, 4))
         y = x[0]
         assert isinstance(y.owner.op, se.Subtensor)
-        assert y.shape == (4,)
-        assert x[1:4:2, 0].shape == (2,)
-        assert x[::-1].shape == (5, 4)
-        assert x[None].shape == (1, 5, 4)
-        assert x[..., None].shape == (5, 4, 1)
+        assert y.type.shape == (4,)
+        assert x[1:4:2, 0].type.shape == (2,)
+        assert x[::-1].type.shape == (5, 4)
+        assert x[None].type.shape == (1, 5, 4)
+        assert x[..., None].type.shape == (5, 4, 1)
         assert x[:] is x and x[...] is x and x[:, :] is x
         assert x[0] is x[0]
         assert x[0] is not x[1]
@@ -196,7 +196,7 @@ class TestOperators:
         y = a @ b
         assert isinstance(y.owner.op, se.MatMul)
         assert ids(y.owner.inputs) == ids((a, b))
-        assert y.shape == (2, 4)
+        assert y.type.shape == (2, 4)
 
     def test_reflected_operators(self):
         x = se.vector("x")
@@ -375,7 +375,7 @@ class TestImmutability:
         c = se.constant(arr)
         np.testing.assert_array_equal(c.data, arr)
         assert c.data.flags.c_contiguous
-        assert c.shape == (3, 2)
+        assert c.type.shape == (3, 2)
 
 
 # -- Op equality ------------------------------------------------------------------------------
@@ -525,10 +525,10 @@ class TestNumpyOnTheLeft:
     def test_numpy_array_on_the_left(self):
         x = se.matrix("x")
         y = np.ones((2, 3), dtype="float32") + x
-        assert isinstance(y, Variable) and y.shape == (2, 3)
+        assert isinstance(y, Variable) and y.type.shape == (2, 3)
         z = np.ones((2, 2), dtype="float32") @ x
         assert isinstance(z, Variable) and isinstance(z.owner.op, se.MatMul)
-        assert z.shape == (2, None)
+        assert z.type.shape == (2, None)
 
     def test_numpy_ufunc_on_variable_raises(self):
         with pytest.raises(TypeError):
@@ -551,11 +551,11 @@ class TestDeclaringInputs:
         assert se.tensor("t", dtype=np.float16, ndim=1).dtype == "float16"
         assert se.tensor("t", dtype="f8", ndim=1).dtype == "float64"
         assert se.tensor("t", dtype=np.dtype("uint16"), ndim=1).dtype == "uint16"
-        assert se.vector("v", shape=(np.int64(3),)).shape == (3,)
-        assert se.tensor("t", shape=5).shape == (5,)
-        assert se.tensor("t", shape=[2, None]).shape == (2, None)
-        assert se.tensor("t", shape=(2, 3), ndim=2).shape == (2, 3)
-        assert isinstance(se.tensor("t", shape=(2,)).shape[0], int)
+        assert se.vector("v", shape=(np.int64(3),)).type.shape == (3,)
+        assert se.tensor("t", shape=5).type.shape == (5,)
+        assert se.tensor("t", shape=[2, None]).type.shape == (2, None)
+        assert se.tensor("t", shape=(2, 3), ndim=2).type.shape == (2, 3)
+        assert isinstance(se.tensor("t", shape=(2,)).type.shape[0], int)
 
     @pytest.mark.parametrize("factory", [se.scalar, se.vector, se.matrix, lambda name, dtype: se.tensor(name, dtype, ndim=2)])
     @pytest.mark.parametrize("dtype", ["complex64", "foo", object, "str", "datetime64", "float128"])
@@ -628,7 +628,7 @@ class TestConstant:
     def test_dtype_and_shape(self, value, dtype, shape):
         c = se.constant(value)
         assert isinstance(c, Constant)
-        assert (c.dtype, c.shape) == (dtype, shape)
+        assert (c.dtype, c.type.shape) == (dtype, shape)
         assert c.owner is None
         np.testing.assert_array_equal(c.data, np.asarray(value))
 

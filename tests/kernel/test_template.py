@@ -27,22 +27,36 @@ def test_sizes_become_params_and_the_structure_is_shared():
     assert 700 in t2.params and 5 in t1.params
 
 
-def test_unit_and_zero_strides_stay_literal():
+def test_innermost_unit_and_zero_strides_stay_literal():
     x = se.matrix("x", "float32")
     y = se.vector("y", "float32")
-    _, t = _template([x + y], [x, y], [(4, 6), (6,)])
-    (kernel,) = t.steps
-    strides = [s for a in kernel.phases[0].loads for s in a.strides]
-    assert 0 in strides and 1 in strides  # y's broadcast row, the unit inner stride
-    assert all(isinstance(d, Param) for d in kernel.outer)
+    z = se.matrix("z", "float32", (None, 1))
+    _, t = _template([x + y, x * z], [x, y, z], [(4, 6), (6,), (4, 1)])
+    inner = {}
+    for kernel in t.steps:
+        for a in kernel.phases[0].loads:
+            inner.setdefault(a.buffer, set()).add(a.strides[-1])
+    assert inner[1] == {1} and inner[2] == {0}  # y's row is contiguous; z broadcasts along the row
+    for kernel in t.steps:
+        assert all(isinstance(d, Param) for d in kernel.outer)
+        assert all(isinstance(s, Param) for a in kernel.phases[0].loads for s in a.strides[:-1])
 
 
-def test_a_size_one_dim_changes_the_structure():
+def test_a_dimension_of_one_that_does_not_broadcast_keeps_the_structure():
+    x = se.tensor("x", "float32", (None, None, 8))
+    outs = [se.softmax(x, axis=-1), x.sum(axis=-1), x * 2]
+    _, t1 = _template(outs, [x], [(1, 5, 8)])
+    _, t2 = _template(outs, [x], [(3, 5, 8)])
+    _, t3 = _template(outs, [x], [(3, 1, 8)])
+    assert t1.key() == t2.key() == t3.key()
+
+
+def test_a_broadcasting_dimension_of_one_changes_the_structure():
     x = se.matrix("x", "float32")
     y = se.matrix("y", "float32")
     outs = [x * y]
     _, t1 = _template(outs, [x, y], [(4, 6), (4, 6)])
-    _, t2 = _template(outs, [x, y], [(4, 6), (1, 6)])
+    _, t2 = _template(outs, [x, y], [(4, 6), (4, 1)])
     assert t1.key() != t2.key()
 
 

@@ -206,7 +206,7 @@ def test_binary_dtype_table_matches_numpy(name, via):
             else:
                 out = build(a, b)
                 assert out.dtype == want, f"{name}({da}, {db}): symexpr {out.dtype}, numpy {want}"
-                assert out.shape == (2,)
+                assert out.type.shape == (2,)
 
 
 def _exponent_elements(result_dtype, exponent_dtype):
@@ -238,7 +238,7 @@ def test_binary_matches_numpy(name, via, backend, data):
     with quiet():
         expected = np.asarray(np_fn(a, b))
     out = build(a_var, b_var)
-    assert out.shape == expected_static_shape([static_a, static_b], bshapes.result_shape)
+    assert out.type.shape == expected_static_shape([static_a, static_b], bshapes.result_shape)
     got = assert_matches_numpy(out, [(a_var, a), (b_var, b)], expected, backend=backend)
     assert_same_signed_zeros(got, expected)
 
@@ -331,7 +331,7 @@ def test_unary_dtype_table_matches_numpy(name, via):
         else:
             out = build(x)
             assert out.dtype == want, f"{name}({dtype}): symexpr {out.dtype}, numpy {want}"
-            assert out.shape == (None, 3)
+            assert out.type.shape == (None, 3)
 
 
 @pytest.mark.parametrize("name,via", UNARY_FORMS)
@@ -345,15 +345,17 @@ def test_unary_matches_numpy(name, via, backend, data):
     shape = data.draw(shapes(max_dims=3, max_side=4), label="shape")
     known = data.draw(st.booleans(), label="known")
     x = data.draw(arrays(dtype, shape), label="x")  # floats include NaN, +-inf, -0.0
-    if backend != "numpy" and name in ("sin", "cos") and x.dtype.kind == "f":
+    if backend != "numpy" and name in ("sin", "cos") and x.dtype.kind in "fiu":
         # Compiled sin/cos are accurate for |x| < 1e9 (docs/math-accuracy.md); no Payne-Hanek reduction yet.
+        # Integers are converted to floats first, so large ones are out of that range too.
         with quiet():
-            x = np.where(np.isfinite(x) & (np.abs(x) >= 1e9), x.dtype.type(0), x)
+            big = np.abs(x.astype(np.float64)) >= 1e9
+            x = np.where(np.isfinite(x) & big, x.dtype.type(0), x)
     xv = var("x", dtype, shape if known else (None,) * len(shape))
     with quiet():
         expected = np.asarray(np_fn(x))
     out = build(xv)
-    assert out.shape == xv.shape
+    assert out.type.shape == xv.type.shape
     if backend != "numpy" and name in TRANSCENDENTAL:
         got = assert_matches_numpy(out, [(xv, x)], expected, backend=backend, rtol=4 * np.finfo(expected.dtype).eps)
         np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
@@ -902,7 +904,7 @@ def test_cast_all_pairs_dtype_and_identity():
         assert xv.astype(np.dtype(src)) is xv
         for dst in ALL_DTYPES:
             out = se.cast(xv, dst)
-            assert out.dtype == dst and out.shape == (None, 2)
+            assert out.dtype == dst and out.type.shape == (None, 2)
         with pytest.raises(TypeError):
             se.cast(xv, "complex64")
 
@@ -969,15 +971,15 @@ def test_static_broadcasting_follows_numpy(data):
         with pytest.raises(ValueError):
             build(*vs)
         return
-    assert build(*vs).shape == result
+    assert build(*vs).type.shape == result
     static = [masked(data, s) for s in shapes_]
     vs = [var(f"v{i}", "float32", s) for i, s in enumerate(static)]
-    assert build(*vs).shape == expected_static_shape(static, result)
+    assert build(*vs).type.shape == expected_static_shape(static, result)
 
 
 def test_static_shape_none_rules():
     def out_shape(sa, sb):
-        return (se.tensor("a", shape=sa) + se.tensor("b", shape=sb)).shape
+        return (se.tensor("a", shape=sa) + se.tensor("b", shape=sb)).type.shape
 
     assert out_shape((None,), (5,)) == (5,)
     assert out_shape((5,), (None,)) == (5,)

@@ -46,7 +46,7 @@ def test_matmul_matches_numpy(backend, data):
     out = av @ bv if data.draw(st.booleans(), label="operator") else se.matmul(av, bv)
     expected = np.matmul(a, b)
     if known_a and known_b:
-        assert out.shape == expected.shape
+        assert out.type.shape == expected.shape
     check(out, av, a, bv, b, backend)
 
 
@@ -116,13 +116,13 @@ def test_float_matmul_values(backend):
 
 def test_matmul_static_shapes():
     T = se.tensor
-    assert (T("a", shape=(4,)) @ T("b", shape=(4,))).shape == ()
-    assert (T("a", shape=(4,)) @ T("b", shape=(None, 4, 5))).shape == (None, 5)
-    assert (T("a", shape=(None, 3, 4)) @ T("b", shape=(4, 5))).shape == (None, 3, 5)
-    assert (T("a", shape=(2, 1, 3, 4)) @ T("b", shape=(5, 4, 6))).shape == (2, 5, 3, 6)
-    assert (T("a", shape=(2, None, 3, 4)) @ T("b", shape=(7, None, 6))).shape == (2, 7, 3, 6)
-    assert (T("a", shape=(None, None)) @ T("b", shape=(None,))).shape == (None,)
-    assert (T("a", shape=(3, None)) @ T("b", shape=(4, 5))).shape == (3, 5)
+    assert (T("a", shape=(4,)) @ T("b", shape=(4,))).type.shape == ()
+    assert (T("a", shape=(4,)) @ T("b", shape=(None, 4, 5))).type.shape == (None, 5)
+    assert (T("a", shape=(None, 3, 4)) @ T("b", shape=(4, 5))).type.shape == (None, 3, 5)
+    assert (T("a", shape=(2, 1, 3, 4)) @ T("b", shape=(5, 4, 6))).type.shape == (2, 5, 3, 6)
+    assert (T("a", shape=(2, None, 3, 4)) @ T("b", shape=(7, None, 6))).type.shape == (2, 7, 3, 6)
+    assert (T("a", shape=(None, None)) @ T("b", shape=(None,))).type.shape == (None,)
+    assert (T("a", shape=(3, None)) @ T("b", shape=(4, 5))).type.shape == (3, 5)
 
 
 def test_inner_dimension_mismatch_message():
@@ -175,11 +175,11 @@ def test_matmul_with_constant_operands(backend):
     x = se.matrix("x")
     arr = np.ones((2, 4), np.float32)
     out = x @ w
-    assert out.shape == (None, 3)
+    assert out.type.shape == (None, 3)
     got = se.function([x], out, backend=backend)(arr)
     np.testing.assert_allclose(got, arr @ w, rtol=1e-6)
     out = w.T @ x.T  # NumPy defers to the symbolic operand
-    assert isinstance(out, se.Variable) and out.shape == (3, None)
+    assert isinstance(out, se.Variable) and out.type.shape == (3, None)
     np.testing.assert_allclose(se.function([x], out, backend=backend)(arr), w.T @ arr.T, rtol=1e-6)
 
 

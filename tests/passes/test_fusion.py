@@ -127,7 +127,7 @@ def test_broadcasting_with_static_shapes_keeps_the_static_output_shape():
     y = se.tensor("y", "float32", shape=(4,))
     out = se.exp(x + y) * 2.0
     f = se.function([x, y], out, passes=FUSE)
-    assert f.fgraph.outputs[0].shape == (3, 4) == out.shape
+    assert f.fgraph.outputs[0].type.shape == (3, 4) == out.type.shape
     assert count(f, Fused) == 1
 
 
@@ -405,7 +405,7 @@ def test_fused_reduce_display_text():
     assert op_names(f) == ["FusedReduce{sum(axis=(1,)) of exp(i0)}"]
     g = se.function([x], (se.exp(x) * 2.0).max(axis=0, keepdims=True), passes=FUSE_ALL)
     assert op_names(g) == ["FusedReduce{max(axis=(0,), keepdims=True) of exp(i0) * 2.0}"]
-    assert g.fgraph.outputs[0].shape == (1, None)
+    assert g.fgraph.outputs[0].type.shape == (1, None)
 
 
 # -- fuse_reductions -----------------------------------------------------------------------

@@ -258,7 +258,7 @@ def test_where_predicate_filters_matches():
     assert binding_ids(row_sum.match(a.sum(axis=1))) == {"x": id(a)}
     assert row_sum.match(a.sum(axis=0)) is None
     assert row_sum.match(a.max(axis=1)) is None
-    static = Pat.var("x", where=lambda v: None not in v.shape)
+    static = Pat.var("x", where=lambda v: None not in v.type.shape)
     assert static.match(se.matrix("m", shape=(2, 3))) is not None
     assert static.match(se.matrix("m", shape=(2, None))) is None
 
@@ -266,7 +266,7 @@ def test_where_predicate_filters_matches():
 def test_where_on_an_inner_pattern_can_reject_one_commutative_order():
     a = se.vector("a")
     b = se.vector("b", shape=(3,))
-    known = Pat.var("k", where=lambda v: v.shape == (3,))
+    known = Pat.var("k", where=lambda v: v.type.shape == (3,))
     got = list(Pat(ps.add, [known, Pat.var("other")]).matches(a + b, {}))
     assert [binding_ids(g) for g in got] == [{"k": id(b), "other": id(a)}]
 

@@ -74,7 +74,7 @@ def check_runs(case: GraphCase, passes="none"):
         assert isinstance(value, np.ndarray)
         assert value.dtype.name == var.dtype, (var.type, value.dtype)
         assert value.ndim == var.ndim, (var.type, value.shape)
-        assert all(d is None or d == s for d, s in zip(var.shape, value.shape)), (var.type, value.shape)
+        assert all(d is None or d == s for d, s in zip(var.type.shape, value.shape)), (var.type, value.shape)
     return results
 
 
@@ -131,8 +131,8 @@ def test_every_family_appears_in_a_few_hundred_draws():
             families[family] += 1
             names[(family, name)] += 1
         seen["two outputs"] += len(case.outputs) == 2
-        seen["unknown dims"] += any(d is None for v in case.inputs for d in v.shape)
-        seen["known dims"] += any(d is not None for v in case.inputs for d in v.shape)
+        seen["unknown dims"] += any(d is None for v in case.inputs for d in v.type.shape)
+        seen["known dims"] += any(d is not None for v in case.inputs for d in v.type.shape)
         seen["empty"] += any(v.size == 0 for v in case.values)
         seen["deep"] += len(toposort(case.outputs)) >= 5
 
