@@ -514,7 +514,7 @@ def section_compile_se(nodes: int) -> None:
 
     x, out = build_compile_graph(se, nodes)
     n_nodes = len(se.FunctionGraph([x], [out]).toposort())
-    result = {"nodes": n_nodes, "cache_module": importlib.util.find_spec("symexpr.backends.llvm.cache") is not None}
+    result = {"nodes": n_nodes, "cache_module": importlib.util.find_spec("symexpr.runtime.cache") is not None}
     try:
         start = time.perf_counter()
         f = se.function([x], out, backend="llvm")

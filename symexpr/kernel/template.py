@@ -67,10 +67,26 @@ def _step_key(step):
 class _Builder:
     def __init__(self):
         self.values: list[int] = []
+        #: ``(buffer, value) -> Param`` within the current step (see :meth:`shared`).
+        self._shared: dict = {}
 
     def param(self, value) -> Param:
         self.values.append(int(value))
         return Param(len(self.values) - 1)
+
+    def shared(self, buffer, value) -> Param:
+        """One param for equal strides and offsets of one buffer within a step.
+
+        A kernel that reads and writes one buffer in place does it through equal
+        strides; as one param (one SSA value) LLVM sees that the addresses are
+        the same, as it did with literals, and vectorises without a
+        dependence check.
+        """
+        key = (buffer, int(value))
+        found = self._shared.get(key)
+        if found is None:
+            found = self._shared[key] = self.param(value)
+        return found
 
     def size(self, value):
         return self.param(value)
@@ -98,11 +114,14 @@ class _Builder:
 
             def one(k, s, n):
                 if k != last:
-                    return self.param(s)
-                return 1 if n == 1 else self.stride(s)
+                    return self.shared(a.buffer, s)
+                if n == 1:
+                    return 1
+                return int(s) if s in LITERAL_STRIDES else self.shared(a.buffer, s)
 
             strides = tuple(one(k, s, n) for k, (s, n) in enumerate(zip(a.strides, extents)))
-        return Access(a.buffer, self.offset(a.offset), strides)
+        offset = 0 if a.offset == 0 else self.shared(("offset", a.buffer), a.offset)
+        return Access(a.buffer, offset, strides)
 
     def ref(self, ref):
         if ref[0] == "size":
@@ -121,6 +140,7 @@ class _Builder:
         )
 
     def step(self, step):
+        self._shared = {}
         if isinstance(step, LoopKernel):
             outer = tuple(self.size(d) for d in step.outer)
             return LoopKernel(step.name, outer, tuple(self.phase(p, step.outer) for p in step.phases))

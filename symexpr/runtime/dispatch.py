@@ -71,6 +71,8 @@ class ShapeDispatcher:
         self._lock = forksafe.owned_lock(self)
         self._last = None
         self._itemsizes = [np.dtype(v.dtype).itemsize for v in fgraph.inputs]
+        #: Free arenas shared by every geometry's executable (see :class:`~symexpr.runtime.executable.Executable`).
+        self.arenas: list = []
         self._compile_probe()
 
     # -- what a backend provides --------------------------------------------------------

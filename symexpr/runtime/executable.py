@@ -37,13 +37,18 @@ class Executable:
     launch : callable
         ``launch(entry, arrays, work, sync)`` runs one native segment (the
         backend decides how: threads, streams).
+    arenas : list, optional
+        Free arenas, shared by the executables of one function (its geometries):
+        a call takes one at least as large as its plan needs, or allocates one,
+        and puts it back, so a function that sees many shapes keeps one arena
+        (two under concurrent calls), not one per shape.
 
     Native code receives one tuple: the inputs, the outputs, the constants,
     the per-call arena, a small int64 array of counters segments may
     synchronise on, and ``params``.
     """
 
-    def __init__(self, fgraph, plan, schedule, module, segment_work, params, launch):
+    def __init__(self, fgraph, plan, schedule, module, segment_work, params, launch, arenas=None):
         self.fgraph = fgraph
         self._launch = launch
         self.plan = plan
@@ -65,7 +70,7 @@ class Executable:
         ]
         #: The last output array of each slot and a free arena, reused when no one else holds them.
         self._spares = [[] for _ in range(n_out)]
-        self._arenas = []
+        self._arenas = [] if arenas is None else arenas
         # Computed once: for a small function, run() is most of the per-call cost.
         self._out_specs = [self.output_shapes[i] for i in range(n_out)]
         self._slots_in_order = self.out_slots == list(range(n_out))
@@ -90,13 +95,7 @@ class Executable:
 
         def run(args):
             out = _reuse_or_new(spares, spec)
-            if arena_bytes:
-                try:
-                    arena = arenas.pop()
-                except IndexError:
-                    arena = _aligned_bytes(arena_bytes)
-            else:
-                arena = _EMPTY
+            arena = _take_arena(arenas, arena_bytes) if arena_bytes else _EMPTY
             launch(entry, (*args, out, *constants, arena, sync, params), work, sync)
             if arena_bytes and not arenas:
                 arenas.append(arena)
@@ -109,13 +108,7 @@ class Executable:
     def run(self, args):
         outs = [_reuse_or_new(spares, spec) for spares, spec in zip(self._spares, self._out_specs)]
         arena_bytes = self.arena_bytes
-        if arena_bytes:
-            try:
-                arena = self._arenas.pop()
-            except IndexError:
-                arena = _aligned_bytes(arena_bytes)
-        else:
-            arena = _EMPTY
+        arena = _take_arena(self._arenas, arena_bytes) if arena_bytes else _EMPTY
         try:
             sync = self._sync
             arrays = (*args, *outs, *self.constants, arena, sync, self.params)
@@ -229,6 +222,15 @@ def _sole_refcount() -> int:
 
 
 _SOLE_REFCOUNT = _sole_refcount()
+
+
+def _take_arena(arenas: list, nbytes: int) -> np.ndarray:
+    """A free arena of at least ``nbytes`` from ``arenas`` (dropping a smaller one), else a new one."""
+    try:
+        arena = arenas.pop()  # atomic: concurrent calls never get the same arena
+    except IndexError:
+        return _aligned_bytes(nbytes)
+    return arena if arena.nbytes >= nbytes else _aligned_bytes(nbytes)
 
 
 def _aligned_bytes(nbytes: int) -> np.ndarray:

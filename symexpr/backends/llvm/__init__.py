@@ -117,7 +117,7 @@ class LLVMFunction(ShapeDispatcher):
         return LLVMModule(self.fgraph, template, segments, self._blas, _cache())
 
     def executable(self, plan, module, schedule, work, params):
-        return Executable(self.fgraph, plan, schedule, module.loaded, work, params, runtime.launch)
+        return Executable(self.fgraph, plan, schedule, module.loaded, work, params, runtime.launch, self.arenas)
 
     def assembly(self) -> str:
         """Host assembly of the module the most recent call ran (after ``-O3``)."""

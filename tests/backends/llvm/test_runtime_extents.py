@@ -135,3 +135,15 @@ def test_batched_activation_times_weight_is_one_gemm():
     np.testing.assert_allclose(f(view), view @ w.data, rtol=1e-5, atol=1e-5)
     (gemm,) = [s for s in _compiled(f).plan.steps if isinstance(s, GemmKernel)]
     assert gemm.batch == (7,)
+
+
+def test_geometries_share_one_arena():
+    """Intermediates of every shape live in one arena per function, grown when a larger shape needs it."""
+    x = se.matrix("x", "float64")
+    h = se.exp(x) @ se.exp(x).T  # the exp result is a temp in the arena
+    f = se.function([x], h + 1)
+    for n in (4, 50, 8, 30):
+        a = np.random.default_rng(n).random((n, 6))
+        np.testing.assert_allclose(f(a), np.exp(a) @ np.exp(a).T + 1, rtol=1e-12)
+    arenas = _compiled(f).arenas
+    assert len(arenas) == 1 and arenas[0].nbytes >= 50 * 6 * 8
