@@ -24,7 +24,7 @@ def tensor(name: str | None = None, dtype="float32", shape=None, ndim: int | Non
     --------
     >>> import symexpr as se
     >>> x = se.tensor("x", dtype="float32", shape=(None, 128))
-    >>> x.shape
+    >>> x.type.shape
     (None, 128)
     """
     if name is not None and not isinstance(name, str):
