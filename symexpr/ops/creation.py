@@ -22,7 +22,11 @@ def _arange_length(start, stop, step) -> int:
 class ARange(Op):
     """``numpy.arange(start, stop, step)`` of ``dtype``; each bound is a prop, or None and taken from an input.
 
-    The bounds given as inputs are size inputs: they decide the output's length.
+    Bounds keep the values they were given (Python ints or floats; int64 or
+    float64 inputs): as in NumPy, the length comes from them, and only the
+    values are converted to ``dtype`` (``arange(300, dtype="int8")`` has 300
+    elements that wrap).  The bounds given as inputs are size inputs: they
+    decide the output's length.
     """
 
     __props__ = ("dtype", "start", "stop", "step")
@@ -41,8 +45,8 @@ class ARange(Op):
         if len(bounds) != want:
             raise TypeError(f"arange: {want} symbolic bounds expected, got {len(bounds)}")
         for b in bounds:
-            if b.ndim != 0 or b.dtype != self.dtype:
-                raise TypeError(f"arange: symbolic bounds must be 0-d {self.dtype}, got {b.type}")
+            if b.ndim != 0 or b.dtype not in ("int64", "float64"):
+                raise TypeError(f"arange: symbolic bounds must be 0-d int64 or float64, got {b.type}")
         length = None if bounds else _arange_length(self.start, self.stop, self.step)
         return Apply(self, bounds, [TensorType(self.dtype, (length,))])
 
@@ -93,11 +97,11 @@ def arange(start, stop=None, step=1, dtype=None) -> Variable:
     props, inputs = [], []
     for b in bounds:
         if isinstance(b, Variable) and not isinstance(b, Constant):
+            wide = "int64" if is_int(b.dtype) else "float64"
             props.append(None)
-            inputs.append(b if b.dtype == dtype else cast(b, dtype))
+            inputs.append(b if b.dtype == wide else cast(b, wide))
         else:
-            value = np.asarray(b.data if isinstance(b, Variable) else b).astype(dtype).item()
-            props.append(value)
+            props.append(np.asarray(b.data if isinstance(b, Variable) else b).item())
     return ARange(dtype, *props)(*inputs)
 
 

@@ -270,3 +270,19 @@ def test_size_from_an_input_value():
     f = se.function([x, n], [out], backend="llvm")
     with pytest.raises(ValueError, match="depends on the values of the input n"):
         f(np.arange(5, dtype="float32"), np.int64(3))
+
+
+def test_arange_length_comes_from_the_bounds_not_the_dtype(backend):
+    """As in NumPy: a narrow dtype wraps the values, it does not change the length."""
+    x = se.tensor("x", "float32", (None,))
+    n = x.shape[0]
+    outs = [se.arange(n * 3, dtype="int8"), se.arange(n - 5, n * 3, 2, dtype="int8"), se.arange(300, dtype="int8"),
+            se.arange(0, 1, 0.1, dtype="float16")]
+    assert outs[2].type.shape == (300,)
+    got = run([x], outs, [np.zeros(100, "float32")], backend)
+    with np.errstate(all="ignore"):
+        want = [np.arange(300, dtype="int8"), np.arange(95, 300, 2, dtype="int8"), np.arange(300, dtype="int8"),
+                np.arange(0, 1, 0.1, dtype="float16")]
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
