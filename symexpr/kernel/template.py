@@ -94,9 +94,6 @@ class _Builder:
     def stride(self, value):
         return int(value) if value in LITERAL_STRIDES else self.param(value)
 
-    def offset(self, value):
-        return 0 if value == 0 else self.param(value)
-
     def access(self, a: Access, extents=None) -> Access:
         """``a`` with its sizes as params.
 
