@@ -516,6 +516,11 @@ def section_compile_se(nodes: int) -> None:
     n_nodes = len(se.FunctionGraph([x], [out]).toposort())
     result = {"nodes": n_nodes, "cache_module": importlib.util.find_spec("symexpr.runtime.cache") is not None}
     try:
+        # Importing the backend (llvmlite's shared library) is a once-per-process cost, timed apart,
+        # as PyTensor's imports are outside its timings.
+        start = time.perf_counter()
+        se.backends.get_backend("llvm")
+        result["import_s"] = time.perf_counter() - start
         start = time.perf_counter()
         f = se.function([x], out, backend="llvm")
         result["function_s"] = time.perf_counter() - start
@@ -612,6 +617,7 @@ def measure_compile(size: dict) -> dict:
         "cache_module": info.get("cache_module", False),
         "cold": best(cold, "function_s"), "cold_first": best(cold, "first_call_s"),
         "warm": best(warm, "function_s"), "warm_first": best(warm, "first_call_s"),
+        "import": best(cold + warm, "import_s"),
         "warm_hits": [r.get("cache_hit") for r in warm],
         "errors": sorted({r["error"] for r in cold + warm if "error" in r} | set(errors)),
         "mismatch": sorted({r["mismatch"] for r in cold + warm if "mismatch" in r}),
@@ -639,6 +645,7 @@ def measure_compile(size: dict) -> dict:
         "dtypes": sorted({r["dtype"] for r in cold + warm if "dtype" in r}),
         "cold": best(cold, "function_s"), "cold_first": best(cold, "first_call_s"),
         "warm": best(warm, "function_s"), "warm_first": best(warm, "first_call_s"),
+        "import": best(cold + warm, "import_s"),
         "errors": sorted({r["error"] for r in cold + warm if "error" in r and "function_s" not in r} | set(errors)),
     }
     return res
@@ -818,7 +825,7 @@ def print_compile_table(res: dict, markdown: bool) -> None:
         notes += [f"MISMATCH: {m}" for m in se_r["mismatch"]]
     cold_total = None if se_r["cold"] is None or se_r["cold_first"] is None else se_r["cold"] + se_r["cold_first"]
     if se_r["cold"] is not None:
-        notes.append(f"cold target < 0.5 s: {'met' if se_r['cold'] < 0.5 else 'MISSED'}")
+        notes.append(f"cold target < 0.3 s: {'met' if se_r['cold'] < 0.3 else 'MISSED'}")
     if not se_r["cache_module"]:
         warm_fn = warm_total = "n/a (cache missing)"
     else:
@@ -826,6 +833,8 @@ def print_compile_table(res: dict, markdown: bool) -> None:
         warm_total = fmt_s(None if se_r["warm"] is None or se_r["warm_first"] is None else se_r["warm"] + se_r["warm_first"])
         if se_r["warm"] is not None:
             notes.append(f"warm target < 20 ms: {'met' if se_r['warm'] < 0.02 else 'MISSED'}")
+        if se_r.get("import") is not None:
+            notes.append(f"importing the llvm backend once per process: {fmt_s(se_r['import'])}, not included")
         hits = se_r["warm_hits"]
         if hits and not all(hits):
             notes.append(f"warm runs cache hits: {hits}")

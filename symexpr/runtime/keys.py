@@ -1,12 +1,10 @@
-"""Process-independent keys of compiled code: the graph's structure and the compiler's own source."""
+"""Process-independent keys of compiled code: the compiler's own source."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import os
-
-import numpy as np
 
 
 def hash_sources(package_dir) -> str:
@@ -39,26 +37,3 @@ def source_hash() -> str:
     """
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return hash_sources(package)
-
-
-def graph_key(fgraph) -> str:
-    """A process-independent structural hash of ``fgraph`` (ops, props, wiring, constant bytes)."""
-    numbers: dict[int, int] = {}
-    lines = []
-    for i, var in enumerate(fgraph.inputs):
-        numbers[id(var)] = len(numbers)
-        lines.append(f"in {var.type}")
-    for node in fgraph.toposort():
-        args = []
-        for v in node.inputs:
-            if id(v) not in numbers:
-                numbers[id(v)] = len(numbers)
-                lines.append(f"const {v.type} {hashlib.sha256(np.asarray(v.data).tobytes()).hexdigest()}")
-            args.append(str(numbers[id(v)]))
-        op = node.op
-        props = tuple((p, getattr(op, p)) for p in getattr(op, "__props__", ()))
-        lines.append(f"{type(op).__module__}.{type(op).__qualname__}{props!r}({','.join(args)})")
-        for v in node.outputs:
-            numbers[id(v)] = len(numbers)
-    lines.append("out " + ",".join(str(numbers[id(v)]) if id(v) in numbers else f"c{v.type}" for v in fgraph.outputs))
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()

@@ -739,3 +739,22 @@ def test_code_generator_change_misses_the_cache(monkeypatch):
         assert compile_() is False
         assert compile_() is True
     assert compile_() is True  # the first entry is still there for the real sources
+
+
+def test_graphs_differing_only_in_constant_values_share_one_entry():
+    """Constants are buffers read at run time: the object code of ``x @ W + b`` does not depend on W's values."""
+    import numpy as np
+
+    import symexpr as se
+
+    rng = np.random.default_rng(0)
+    x = se.tensor("x", "float32", (None, 16))
+    a = rng.standard_normal((4, 16), dtype=np.float32)
+    hits = []
+    for seed in (1, 2):
+        w = np.random.default_rng(seed).standard_normal((16, 8), dtype=np.float32)
+        b = np.random.default_rng(seed + 10).standard_normal(8, dtype=np.float32)
+        f = se.function([x], se.tanh(x @ se.constant(w) + se.constant(b)), backend="llvm")
+        np.testing.assert_allclose(f(a), np.tanh(a @ w + b), rtol=1e-5, atol=1e-6)
+        hits.append(f._compiled._latest().cache_hit)
+    assert hits == [False, True]

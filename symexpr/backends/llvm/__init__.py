@@ -62,17 +62,20 @@ def schedule_plan(plan):
 class LLVMModule:
     """The compiled code of one plan template: every geometry whose plan has this structure runs it."""
 
-    def __init__(self, fgraph, template, segments, blas, cache):
+    def __init__(self, template, segments, blas, cache):
         self.template = template
         self.segments = [[template.steps[i] for i in seg] for seg in segments]
         self._ir = None
         key = None
         object_code = None
         if cache is not None:
+            # The template is all the generated code depends on (constants are
+            # buffers, read at run time), so graphs that differ only in their
+            # constants' values, or in host steps, share one entry.
             key = make_key(
                 {
-                    "graph": keys.graph_key(fgraph),
                     "template": template.key(),
+                    "segments": segments,
                     "target": target.fingerprint(),
                     "blas": blas,
                     "codegen": keys.source_hash(),
@@ -84,7 +87,7 @@ class LLVMModule:
                 object_code = entry.object_code
         self.cache_hit = object_code is not None
         if object_code is None:
-            object_code, _ = target.compile_ir(self.source)
+            object_code = target.compile_ir(self.source)
             if cache is not None:
                 cache.store(key, object_code, {"segments": len(self.segments), "steps": len(template.steps)})
         self.loaded = loader.LoadedModule(object_code, len(self.segments)) if self.segments else None
@@ -114,14 +117,14 @@ class LLVMFunction(ShapeDispatcher):
         return schedule_plan(plan)
 
     def compile_module(self, template, segments):
-        return LLVMModule(self.fgraph, template, segments, self._blas, _cache())
+        return LLVMModule(template, segments, self._blas, _cache())
 
     def executable(self, plan, module, schedule, work, params):
         return Executable(self.fgraph, plan, schedule, module.loaded, work, params, runtime.launch, self.arenas)
 
     def assembly(self) -> str:
         """Host assembly of the module the most recent call ran (after ``-O3``)."""
-        _, optimised = target.compile_ir(self.source)
+        _, optimised = target.compile_ir(self.source, optimised_ir=True)
         return target.assembly_of(optimised)
 
 

@@ -182,14 +182,19 @@ def optimise(module_ref, target_machine, speed: int = 3) -> None:
     builder.getModulePassManager().run(module_ref, builder)
 
 
-def compile_ir(ir_text: str, cpu_target: CPUTarget | None = None) -> tuple[bytes, str]:
-    """Parse, verify, optimise and emit ``ir_text``: returns ``(object_code, optimised_ir)``."""
+def compile_ir(ir_text: str, cpu_target: CPUTarget | None = None, optimised_ir: bool = False):
+    """Parse, verify, optimise and emit ``ir_text``: returns the object code.
+
+    With ``optimised_ir`` it returns ``(object_code, optimised_ir_text)``
+    (printing a large module's IR costs a few percent of its compile).
+    """
     _initialised()
     module = llvm.parse_assembly(ir_text)
     module.verify()
     machine = create_target_machine(cpu_target=cpu_target)
     optimise(module, machine)
-    return machine.emit_object(module), str(module)
+    code = machine.emit_object(module)
+    return (code, str(module)) if optimised_ir else code
 
 
 def assembly_of(ir_text: str, cpu_target: CPUTarget | None = None) -> str:

@@ -181,7 +181,7 @@ def _object_calling(symbol):
     b = ir.IRBuilder(fn.append_basic_block())
     b.call(callee, [])
     b.ret(ir.Constant(ir.IntType(32), 0))
-    return target.compile_ir(str(m))[0]
+    return target.compile_ir(str(m))
 
 
 def test_undefined_symbols_reads_the_object():
