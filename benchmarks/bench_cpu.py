@@ -63,9 +63,11 @@ PEERS = [("numpy", "NumPy"), ("numexpr", "numexpr"), ("pytensor", "PyTensor")]
 
 SIZES = {
     "default": {"n": 10_000_000, "rows": 4096, "cols": 1024, "square": (1024, 2048), "rect": (4096, 384, 1536),
-                "mlp": (4096, 384, 1536), "budget": 0.4, "compile_nodes": 100, "se_compiles": 3, "pt_compiles": 1},
+                "mlp": (4096, 384, 1536), "budget": 0.4, "compile_nodes": 100, "se_compiles": 3, "pt_compiles": 1,
+                "chain_nodes": 20_000},
     "quick": {"n": 1_000_000, "rows": 512, "cols": 1024, "square": (256, 512), "rect": (512, 384, 1536),
-              "mlp": (512, 384, 1536), "budget": 0.05, "compile_nodes": 100, "se_compiles": 1, "pt_compiles": 1},
+              "mlp": (512, 384, 1536), "budget": 0.05, "compile_nodes": 100, "se_compiles": 1, "pt_compiles": 1,
+              "chain_nodes": 2_000},
 }
 
 
@@ -541,6 +543,57 @@ def section_compile_se(nodes: int) -> None:
     emit(result)
 
 
+def build_chain(lib, nodes: int):
+    """A chain of ``nodes`` ops on a vector of unknown length: ``v + 0.5`` and ``sin(v) * 0.999`` in turn."""
+    x = lib.tensor("x", dtype="float32", shape=(None,))
+    v = x
+    for i in range(nodes // 2):
+        v = lib.sin(v) * 0.999 if i % 2 else v + 0.5
+    return x, v
+
+
+def section_compile_chain(nodes: int) -> None:
+    """Child process: symexpr's cold compile of a ``nodes``-op chain (cache dir from the environment)."""
+    import resource
+
+    import numpy as np
+
+    import symexpr as se
+
+    se.backends.get_backend("llvm")
+    x, out = build_chain(se, nodes)
+    result = {"nodes": nodes}
+    try:
+        start = time.perf_counter()
+        f = se.function([x], out, backend="llvm")
+        result["function_s"] = time.perf_counter() - start
+        a = np.linspace(0, 1, 1000, dtype=np.float32)
+        bad = check(f(a), np.asarray(se.function([x], out, backend="numpy")(a)), 1e-3, 1e-4)
+        if bad:
+            result["mismatch"] = bad
+        result["peak_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    except Exception as exc:  # noqa: BLE001
+        result["error"] = one_line(exc)
+    emit(result)
+
+
+def measure_chain(nodes: int) -> str:
+    """One line: the cold compile of a ``nodes``-op chain in a fresh process."""
+    cache_dir = tempfile.mkdtemp(prefix="symexpr-bench-chain-")
+    try:
+        env = child_env({**{k: v for k, v in os.environ.items() if k != "SYMEXPR_CACHE"}, "SYMEXPR_CACHE_DIR": cache_dir})
+        objs, err = run_child(["--section", "compile-chain", "--nodes", str(nodes)], env)
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    r = (objs + [{}])[0]
+    if err or "error" in r or "function_s" not in r:
+        return f"{nodes}-op chain: failed ({err or r.get('error', 'no result')})"
+    goal = "met" if r["function_s"] < 10 else "MISSED"
+    line = f"{nodes}-op chain (add/mul/sin, vector of unknown length), cold function(): {fmt_s(r['function_s'])}"
+    line += f", peak memory {r['peak_gb']:.2f} GB; target < 10 s: {goal}"
+    return line + (f"; MISMATCH: {r['mismatch']}" if "mismatch" in r else "")
+
+
 def section_compile_pt(nodes: int) -> None:
     """Child process: time PyTensor's compile (NUMBA mode) of the compile-graph; compiledir from PYTENSOR_FLAGS."""
     import numpy as np
@@ -881,6 +934,9 @@ def main() -> None:
     if args.section == "compile-se":
         section_compile_se(args.nodes)
         return
+    if args.section == "compile-chain":
+        section_compile_chain(args.nodes)
+        return
     if args.section == "compile-pt":
         section_compile_pt(args.nodes)
         return
@@ -905,6 +961,8 @@ def main() -> None:
 
     print("  compile time ...", file=sys.stderr, flush=True)
     print_compile_table(measure_compile(size), md)
+    print()
+    print(measure_chain(size["chain_nodes"]))
     print()
     print(f"(total benchmark time {time.perf_counter() - started:.0f} s)")
 
