@@ -53,6 +53,8 @@ class FunctionGraph:
                 raise TypeError(f"FunctionGraph: input {i} must be an input variable, got {var!r}")
         #: Every change made by passes, in order (:class:`RewriteRecord`).
         self.history: list[RewriteRecord] = []
+        #: What passes leave for later passes and for reports, by topic (e.g. ``"quant"``).
+        self.annotations: dict = {}
         self._order: list[Apply] | None = None
         self._clients: dict | None = None
 
