@@ -91,7 +91,7 @@ def main() -> None:
     stats = quant.calibrate([ids, mask], out, calib, backend="llvm", progress=False)
     calib_s = time.perf_counter() - started
 
-    header = ["scheme", "smoothing", "mean cos", "min cos", "max |sim err|", "alphas"]
+    header = ["scheme", "smoothing", "mean cos", "min cos", "max sim. error", "alphas"]
     rows = []
     for label, scheme in SCHEME_ROWS:
         scheme = quant.resolve_scheme(scheme, args.weight_bits)
