@@ -3,7 +3,9 @@
 A compiled graph becomes a :class:`Plan`: a list of buffers and a list of
 steps.  A step is a :class:`LoopKernel` (a loop nest that code generators
 render: LLVM now, CUDA C later), a :class:`GemmKernel` (a call into a matrix
-multiply routine) or a :class:`HostStep` (an op the backend runs with NumPy).
+multiply routine), a :class:`QGemmKernel` (an int8 contraction with an int32
+accumulator and a fused dequantizing epilogue, which each code generator
+implements natively) or a :class:`HostStep` (an op the backend runs with NumPy).
 
 All extents, offsets and strides are concrete integers, counted in elements:
 a plan is built for the shapes and strides of one call's inputs.  Code
@@ -145,6 +147,58 @@ class GemmKernel:
         return int(np.prod(self.batch, dtype=np.int64)) * self.m * self.n * self.k
 
 
+#: :class:`QGemmKernel` epilogues: the raw int32 accumulator, or ``float32(acc) * sx * sw (+ bias)``.
+QGEMM_EPILOGUES = ("int32", "scaled")
+
+
+@dataclass(frozen=True)
+class QGemmKernel:
+    """``out[i, j] = epilogue(sum_k x[i, k] * w[k, j])``: int8 operands, an exact int32 accumulator.
+
+    ``x`` is int8 with strides over ``(m, k)`` (the ``k`` stride is 1).  The
+    weight is a constant, packed once by :mod:`symexpr.kernel.int8_pack`:
+    ``w`` is the packed int8 buffer ``[ceil(k / 4)][n_pad][4]`` and ``comp``
+    the int32 compensation ``128 * colsum(w)`` (``n_pad`` entries), which a
+    kernel that multiplies ``x + 128`` (unsigned bytes) subtracts; both
+    accesses have no strides.  ``out`` has strides over ``(m, n)`` (the ``n``
+    stride is 1).
+
+    With ``epilogue == "scaled"`` the result is float32
+    ``(float32(acc) * sx[i]) * sw[j] (+ bias[j])``, in that order and without
+    contraction into FMAs; ``sx`` has strides over ``(m,)`` (0: one scale per
+    tensor), ``sw`` and ``bias`` over ``(n,)`` (0: one value).  With
+    ``"int32"`` it is the accumulator itself and ``sx``, ``sw``, ``bias`` are
+    None.  ``weight_bits`` (8: ``|w| <= 127``, 7: ``|w| <= 63``) tells a code
+    generator which instructions multiply exactly.  ``k`` and ``n`` come from
+    the constant weight; ``m`` is the only size that changes between calls.
+    """
+
+    name: str
+    m: int
+    n: int
+    k: int
+    n_pad: int
+    x: Access
+    w: Access
+    comp: Access
+    out: Access
+    epilogue: str
+    weight_bits: int
+    sx: Access = None
+    sw: Access = None
+    bias: Access = None
+
+    @property
+    def work(self) -> int:
+        """Multiply-adds (for threading decisions)."""
+        return int(self.m) * int(self.n) * int(self.k)
+
+    def accesses(self) -> tuple:
+        """``(role, access)`` of every operand present, in a fixed order."""
+        roles = ("x", "w", "comp", "out", "sx", "sw", "bias")
+        return tuple((r, getattr(self, r)) for r in roles if getattr(self, r) is not None)
+
+
 @dataclass(frozen=True)
 class HostStep:
     """Run ``node`` with its NumPy ``perform`` and copy the result into ``outputs``' buffers."""
@@ -199,6 +253,8 @@ def format_step(step) -> str:
         return f"host {step.node.op.display_name()} -> buffers {list(step.outputs)}"
     if isinstance(step, GemmKernel):
         return f"gemm {step.name} {step.dtype} batch={step.batch} m={step.m} n={step.n} k={step.k} a={step.a} b={step.b} c={step.c}"
+    if isinstance(step, QGemmKernel):
+        return format_qgemm(step)
     lines = [f"kernel {step.name} outer={step.outer}"]
     for p, phase in enumerate(step.phases):
         lines.append(f"  phase {p} inner={phase.inner}")
@@ -210,4 +266,27 @@ def format_step(step) -> str:
             lines.append(f"    acc{p}.{k} {acc.kind}= {format_ref(acc.value)} : {acc.dtype}")
         for access, ref in phase.stores:
             lines.append(f"    buf{access.buffer}[{access.offset} + i . {access.strides}] = {format_ref(ref)}")
+    return "\n".join(lines)
+
+
+def _format_access(a) -> str:
+    return f"buf{a.buffer}[{a.offset} + i . {a.strides}]"
+
+
+def format_qgemm(step) -> str:
+    """Text of a :class:`QGemmKernel`: sizes, operands and the epilogue, one line each."""
+    groups = -(-int(step.k) // 4)
+    lines = [
+        f"qgemm {step.name} int8 x int8 -> int32, w{step.weight_bits}: m={step.m} n={step.n} k={step.k}",
+        f"  x = {_format_access(step.x)}  (int8, over (m, k))",
+        f"  w = buf{step.w.buffer}  (packed int8 [{groups}][{step.n_pad}][4])",
+        f"  comp = buf{step.comp.buffer}  (int32 [{step.n_pad}]: 128 * colsum(w))",
+    ]
+    if step.epilogue == "scaled":
+        epi = "float32(acc) * sx[i] * sw[j]" + (" + bias[j]" if step.bias is not None else "")
+        lines.append(f"  sx = {_format_access(step.sx)}  sw = {_format_access(step.sw)}"
+                     + (f"  bias = {_format_access(step.bias)}" if step.bias is not None else ""))
+    else:
+        epi = "acc (int32)"
+    lines.append(f"  {_format_access(step.out)} = {epi}")
     return "\n".join(lines)

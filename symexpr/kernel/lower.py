@@ -30,6 +30,7 @@ from symexpr.kernel.ir import (
     LoopKernel,
     Phase,
     Plan,
+    QGemmKernel,
 )
 from symexpr.ops import scalar as ps
 from symexpr.graph.text import infix_text
@@ -222,6 +223,19 @@ class LoweringContext:
         self.shapes[id(var)] = data.shape
         self.views[id(var)] = View(buf, 0, data.shape, contiguous_strides(data.shape))
 
+    def constant_buffer(self, data) -> int:
+        """A constant buffer holding ``data`` (a C-contiguous array no graph variable stands for, e.g. a packed weight)."""
+        data = np.asarray(data)
+        if not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data)
+        self.plan.constants.append(data)
+        return self._add_buffer("const", len(self.plan.constants) - 1, data.dtype.name, data.size)
+
+    def temp_buffer(self, dtype, shape) -> View:
+        """A fresh contiguous temp of ``shape`` that belongs to no variable."""
+        buf = self._add_buffer("temp", -1, dtype, int(np.prod(shape, dtype=np.int64)))
+        return View(buf, 0, shape, contiguous_strides(shape))
+
     def allocate(self, var) -> View:
         """A fresh contiguous buffer for ``var`` (an output buffer when ``var`` is a graph output)."""
         shape = self.shape(var)
@@ -405,6 +419,8 @@ def step_buffers(step, views) -> tuple[set, set]:
         return {views[id(v)].buffer for v in step.node.inputs if id(v) in views}, set(step.outputs)
     if isinstance(step, GemmKernel):
         return {step.a.buffer, step.b.buffer}, {step.c.buffer}
+    if isinstance(step, QGemmKernel):
+        return {a.buffer for role, a in step.accesses() if role != "out"}, {step.out.buffer}
     read, written = set(), set()
     for phase in step.phases:
         read.update(a.buffer for a in phase.loads)

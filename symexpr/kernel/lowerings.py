@@ -7,7 +7,8 @@ from numpy.lib.stride_tricks import as_strided
 
 from symexpr.dtypes import canonical_dtype
 from symexpr.graph.basic import Constant
-from symexpr.kernel.ir import Access, Accumulator, GemmKernel, Instr, LoopKernel, Phase
+from symexpr.kernel.int8_pack import packed_weight
+from symexpr.kernel.ir import Access, Accumulator, GemmKernel, Instr, LoopKernel, Phase, QGemmKernel
 from symexpr.kernel.lower import Unsupported, View, collapse, contiguous_strides, lowers
 from symexpr.ops import nnet
 from symexpr.ops import scalar as ps
@@ -15,6 +16,7 @@ from symexpr.ops.elemwise import Elemwise
 from symexpr.ops.fused import Fused, FusedReduce
 from symexpr.ops.indexing import Subtensor
 from symexpr.ops.matmul import MatMul
+from symexpr.ops.quant import QLinear
 from symexpr.ops.reduction import Reduce, Var
 from symexpr.ops.sizes import Identity, ShapeOf
 from symexpr.ops.shape import BroadcastTo, Concatenate, ExpandDims, Reshape, Squeeze, Transpose
@@ -719,3 +721,81 @@ def _fix_unit(strides, dims):
     if rows == 1:
         rs = max(cols, 1) if cs == 1 else 1
     return strides[:-2] + (rs, cs)
+
+
+# -- int8 GEMM -----------------------------------------------------------------
+@lowers(QLinear)
+def _qlinear(ctx, node):
+    """A :class:`QGemmKernel` for a constant weight (packed once per constant); anything else runs on the host.
+
+    The activation's leading dims fold into the kernel's rows when the
+    activation, ``sx`` and the output all continue evenly across them (any
+    C-contiguous layout); otherwise the activation (and ``sx``) are first
+    copied to contiguous temps.  An activation whose K stride is not 1 is
+    copied too.
+    """
+    op = node.op
+    xq, wq = node.inputs[:2]
+    if not isinstance(wq, Constant):
+        raise Unsupported("QLinear with a weight that is not a constant")
+    if not ctx.supports(op, [v.dtype for v in node.inputs]):
+        raise Unsupported("no int8 GEMM on this backend")
+    k, n = (int(d) for d in wq.data.shape)
+    if k == 0:
+        raise Unsupported("QLinear with K = 0")
+    out_var = node.outputs[0]
+    out = ctx.allocate(out_var)
+    lead = tuple(ctx.shape(out_var)[:-1])
+    m = int(np.prod(lead, dtype=np.int64))
+    if m == 0 or n == 0:
+        return
+    x = ctx.view(xq)
+    sx = ctx.view(node.inputs[2]) if op.scaled else None
+    per_token = sx is not None and len(sx.shape) > 0
+    if x.strides[-1] != 1 and k > 1:
+        x = _contiguous_copy(ctx, xq, x)
+    rows = _fold_rows(lead, x, sx if per_token else None, out)
+    if rows is None:
+        x = _contiguous_copy(ctx, xq, x) if not x.is_contiguous() else x
+        if per_token and not sx.is_contiguous():
+            sx = _contiguous_copy(ctx, node.inputs[2], sx)
+        rows = _fold_rows(lead, x, sx if per_token else None, out)
+    x_rs, sx_rs, out_rs = rows
+    if m == 1:  # a single row's stride is arbitrary: give it the value a longer activation has
+        x_rs, out_rs = max(k, 1), n
+        sx_rs = 1 if per_token else 0
+    packed = packed_weight(wq)
+    w_buf = ctx.constant_buffer(packed.data)
+    comp_buf = ctx.constant_buffer(packed.comp)
+    x_acc = Access(x.buffer, x.offset, (x_rs, 1))
+    out_acc = Access(out.buffer, out.offset, (out_rs, 1))
+    extra = {}
+    if op.scaled:
+        extra["sx"] = Access(sx.buffer, sx.offset, (sx_rs if per_token else 0,))
+        for name, var in (("sw", node.inputs[3]),) + ((("bias", node.inputs[4]),) if op.has_bias else ()):
+            v = ctx.view(var)
+            stride = v.strides[0] if len(v.shape) == 1 and n > 1 else (1 if len(v.shape) == 1 else 0)
+            extra[name] = Access(v.buffer, v.offset, (stride,))
+    ctx.emit(
+        QGemmKernel(
+            ctx.kernel_name(node), m, n, k, packed.n_pad, x_acc, Access(w_buf, 0, ()), Access(comp_buf, 0, ()),
+            out_acc, "scaled" if op.scaled else "int32", op.weight_bits, **extra,
+        )
+    )
+
+
+def _contiguous_copy(ctx, var, view: View) -> View:
+    dense = ctx.temp_buffer(var.dtype, view.shape)
+    ctx.copy(var, view, dense)
+    return dense
+
+
+def _fold_rows(lead, x: View, sx, out: View):
+    """``(x, sx, out)`` row strides when the leading dims merge into one row dim for all three, else None."""
+    if not lead:
+        return (max(x.shape[-1], 1), 1, out.shape[-1])
+    accesses = [x.strides[:-1], out.strides[:-1]] + ([sx.strides[:-1]] if sx is not None else [])
+    extents, strides = collapse(lead, accesses)
+    if len(extents) != 1:
+        return None
+    return strides[0][0], (strides[2][0] if sx is not None else 0), strides[1][0]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from symexpr.kernel.ir import Access, Buffer, GemmKernel, HostStep, Instr, LoopKernel, Phase
+from symexpr.kernel.ir import Access, Buffer, GemmKernel, HostStep, Instr, LoopKernel, Phase, QGemmKernel
 
 #: Strides kept as literals: code generators specialise on them.
 LITERAL_STRIDES = (0, 1)
@@ -152,6 +152,25 @@ class _Builder:
                 self.access(step.a),
                 self.access(step.b),
                 self.access(step.c),
+            )
+        if isinstance(step, QGemmKernel):
+            # K and N (and so the packed weight's geometry) come from the constant weight: literals.
+            opt = lambda a: None if a is None else self.access(a)  # noqa: E731
+            return QGemmKernel(
+                step.name,
+                self.size(step.m),
+                step.n,
+                step.k,
+                step.n_pad,
+                self.access(step.x),
+                step.w,
+                step.comp,
+                self.access(step.out),
+                step.epilogue,
+                step.weight_bits,
+                opt(step.sx),
+                opt(step.sw),
+                opt(step.bias),
             )
         return step
 

@@ -16,8 +16,9 @@ from symexpr.backends.llvm import loader, runtime, scalar_ops, target
 from symexpr.backends.llvm.codegen import generate_module
 from symexpr.backends.llvm.runtime import get_num_threads, set_num_threads
 from symexpr.kernel import lowerings  # noqa: F401  (registers the op lowerings)
-from symexpr.kernel.ir import GemmKernel, LoopKernel
+from symexpr.kernel.ir import GemmKernel, LoopKernel, QGemmKernel
 from symexpr.ops.matmul import MatMul
+from symexpr.ops.quant import QLinear
 from symexpr.runtime.cache import CompileCache, cache_enabled, default_cache_dir, make_key
 from symexpr.runtime.dispatch import ShapeDispatcher
 from symexpr.runtime.executable import Executable
@@ -27,7 +28,7 @@ __all__ = ["LLVMBackend", "LLVMFunction", "get_num_threads", "set_num_threads"]
 
 
 def schedule_plan(plan):
-    """Group steps: runs of loop kernels form one native segment; GEMMs and host steps stand alone.
+    """Group steps: runs of loop kernels and int8 GEMMs form one native segment; GEMMs and host steps stand alone.
 
     Returns ``(segments, schedule, work)``: each segment a list of step indices;
     the schedule ``("native", segment)`` or ``("host", step)`` items in order;
@@ -44,7 +45,7 @@ def schedule_plan(plan):
             current.clear()
 
     for i, step in enumerate(plan.steps):
-        if isinstance(step, LoopKernel):
+        if isinstance(step, (LoopKernel, QGemmKernel)):  # both run on the pool's threads
             current.append(i)
         elif isinstance(step, GemmKernel):
             flush()
@@ -108,9 +109,11 @@ class LLVMFunction(ShapeDispatcher):
         super().__init__(fgraph)
 
     def supports(self, op, arg_dtypes) -> bool:
-        """Scalar ops per ``scalar_ops``; GEMMs only when a BLAS is bound."""
+        """Scalar ops per ``scalar_ops``; GEMMs only when a BLAS is bound; int8 GEMMs always."""
         if isinstance(op, MatMul):
             return self._blas
+        if isinstance(op, QLinear):
+            return True
         return scalar_ops.supported(op, arg_dtypes)
 
     def schedule(self, plan):

@@ -9,8 +9,9 @@ entry point per *segment* (a run of native steps between host steps)::
 ``arrays`` holds the inputs, outputs, constants, the per-call arena and a
 small synchronisation array; the entry reads each array's data pointer from
 the object itself.  Every thread runs every kernel on its share of the first
-outer dimension; a spin barrier on an atomic counter separates kernels.
-GEMM steps run on thread 0 only (BLAS threads itself).
+outer dimension (an int8 GEMM: on its share of the rows); a spin barrier on an
+atomic counter separates kernels.  GEMM steps run on thread 0 only (BLAS
+threads itself).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
+from symexpr.backends.llvm import qgemm
 from symexpr.backends.llvm import scalar_ops as so
 from symexpr.backends.llvm import target
-from symexpr.kernel.ir import GemmKernel, LoopKernel
+from symexpr.kernel.ir import GemmKernel, LoopKernel, QGemmKernel
 from symexpr.kernel.template import Param
 
 VOID = ir.VoidType()
@@ -220,6 +222,8 @@ class ModuleGenerator:
     def kernel_buffers(self, kernel) -> list[int]:
         if isinstance(kernel, GemmKernel):
             return [kernel.a.buffer, kernel.b.buffer, kernel.c.buffer]
+        if isinstance(kernel, QGemmKernel):
+            return list(dict.fromkeys(a.buffer for _, a in kernel.accesses()))
         used = []
         for phase in kernel.phases:
             for access in list(phase.loads) + [a for a, _ in phase.stores]:
@@ -240,7 +244,12 @@ class ModuleGenerator:
         fn = self._functions.get(key)
         if fn is None:
             self._param_base = lo
-            fn = self.loop_kernel(step) if isinstance(step, LoopKernel) else self.gemm_kernel(step)
+            if isinstance(step, LoopKernel):
+                fn = self.loop_kernel(step)
+            elif isinstance(step, QGemmKernel):
+                fn = qgemm.qgemm_function(self, step, buffers)
+            else:
+                fn = self.gemm_kernel(step)
             self._functions[key] = fn
         return fn, lo
 
@@ -529,6 +538,9 @@ class ModuleGenerator:
                 lo = b.select(b.icmp_signed("<", b.mul(tid, chunk), extent), b.mul(tid, chunk), extent)
                 hi = b.select(b.icmp_signed("<", b.add(lo, chunk), extent), b.add(lo, chunk), extent)
                 b.call(fn_k, args + [lo, hi])
+            elif isinstance(step, QGemmKernel):
+                lo, hi = self._row_share(b, step, param(step.m), tid, nthreads)
+                b.call(fn_k, args + [lo, hi])
             else:
                 with b.if_then(b.icmp_signed("==", tid, _i64(0))):
                     b.call(fn_k, args + [_i64(0), _i64(1)])
@@ -536,6 +548,17 @@ class ModuleGenerator:
                 self._barrier(b, counter, nthreads, one_thread, n)
         b.ret(ir.Constant(I32, 0))
         return fn
+
+    def _row_share(self, b, step, m, tid, nthreads):
+        """This thread's rows ``[lo, hi)`` of an int8 GEMM: whole row tiles of its variant, split evenly."""
+        mr = _i64(qgemm.rows_per_tile(self.module.cpu_target, step))
+        tiles = b.sdiv(b.add(m, b.sub(mr, _i64(1))), mr)
+        chunk = b.mul(b.sdiv(b.add(tiles, b.sub(nthreads, _i64(1))), nthreads), mr)
+        lo = b.mul(tid, chunk)
+        lo = b.select(b.icmp_signed("<", lo, m), lo, m)
+        hi = b.add(lo, chunk)
+        hi = b.select(b.icmp_signed("<", hi, m), hi, m)
+        return lo, hi
 
     def _barrier(self, b, counter, nthreads, one_thread, n):
         """Wait until every thread has finished kernel ``n``.

@@ -48,6 +48,7 @@ NAMED_TARGETS: dict[str, frozenset] = {
     "icelake-server": frozenset(_ICELAKE),
     "sapphirerapids": frozenset(_ICELAKE + ("avx512bf16", "avx512fp16", "avxvnni", "amx-tile", "amx-int8",
                                             "amx-bf16")),
+    "alderlake": frozenset(_V3 + ("pclmul", "aes", "adx", "rdseed", "sha", "gfni", "vaes", "vpclmulqdq", "avxvnni")),
     "znver3": frozenset(_ZNVER3),
     "znver4": frozenset(_ZNVER3 + _ICELAKE + ("avx512bf16",)),
 }
