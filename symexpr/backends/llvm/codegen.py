@@ -22,6 +22,7 @@ from llvmlite import ir
 from symexpr.backends.llvm import qgemm
 from symexpr.backends.llvm import scalar_ops as so
 from symexpr.backends.llvm import target
+from symexpr.backends.llvm.irloop import CountedLoop
 from symexpr.kernel.ir import GemmKernel, LoopKernel, QGemmKernel
 from symexpr.kernel.template import Param
 
@@ -40,35 +41,6 @@ SPINS_BEFORE_YIELD = 2000
 
 def _i64(v) -> ir.Constant:
     return ir.Constant(I64, int(v))
-
-
-class _Loop:
-    """``for i in range(start, stop)`` with the counter in an alloca (mem2reg makes it a phi)."""
-
-    def __init__(self, builder, counter, start, stop):
-        self.b, self.counter, self.start, self.stop = builder, counter, start, stop
-
-    def __enter__(self):
-        b = self.b
-        b.store(self.start, self.counter)
-        self.head = b.append_basic_block("loop.head")
-        self.body = b.append_basic_block("loop.body")
-        self.exit = b.append_basic_block("loop.exit")
-        b.branch(self.head)
-        b.position_at_end(self.head)
-        i = b.load(self.counter)
-        b.cbranch(b.icmp_signed("<", i, self.stop), self.body, self.exit)
-        b.position_at_end(self.body)
-        return b.load(self.counter)
-
-    def __exit__(self, *exc):
-        if exc[0] is not None:
-            return False
-        b = self.b
-        b.store(b.add(b.load(self.counter), _i64(1)), self.counter)
-        b.branch(self.head)
-        b.position_at_end(self.exit)
-        return False
 
 
 def _accumulator_init(acc) -> ir.Constant:
@@ -308,7 +280,7 @@ class ModuleGenerator:
                     self._phase(b, kernel, p, phase, index, pointers, counters, accs)
                 return
             lo, hi = (start, stop) if d == 0 else (_i64(0), self.num(kernel.outer[d]))
-            with _Loop(b, counters[d], lo, hi) as i:
+            with CountedLoop(b, counters[d], lo, hi) as i:
                 outer(d + 1, index + [i])
 
         outer(0, [])
@@ -326,7 +298,7 @@ class ModuleGenerator:
                 if d == len(phase.inner):
                     self._body(b, p, phase, index, pointers, accs)
                     return
-                with _Loop(b, counters[n_outer + d], _i64(0), self.num(phase.inner[d])) as i:
+                with CountedLoop(b, counters[n_outer + d], _i64(0), self.num(phase.inner[d])) as i:
                     inner(d + 1, index + [i])
 
             inner(0, list(outer_index))
@@ -359,7 +331,7 @@ class ModuleGenerator:
                 else:
                     body_accs[key] = slots[which]
                     b.store(ir.Constant(slots[which].type.pointee, 0.0), slots[which])
-            with _Loop(b, counters[n_outer + last], lo, hi) as i:
+            with CountedLoop(b, counters[n_outer + last], lo, hi) as i:
                 self._body(b, p, phase, index + [i], pointers, body_accs)
             for key, slots in compensated.items():
                 if key not in direct:
@@ -377,13 +349,13 @@ class ModuleGenerator:
 
         def inner(d, index):
             if d < last:
-                with _Loop(b, counters[n_outer + d], _i64(0), self.num(phase.inner[d])) as i:
+                with CountedLoop(b, counters[n_outer + d], _i64(0), self.num(phase.inner[d])) as i:
                     inner(d + 1, index + [i])
                 return
             rest = _i64(0)
             if unit:
                 # blocks of the vector part, each summed in the value's type; the last may be shorter
-                with _Loop(b, counters[n_outer + last + 1], _i64(0), n_chunks) as chunk:
+                with CountedLoop(b, counters[n_outer + last + 1], _i64(0), n_chunks) as chunk:
                     lo = b.mul(chunk, _i64(block))
                     hi = b.add(lo, _i64(block))
                     run_loop(0, lo, b.select(b.icmp_signed("<", hi, vector_end), hi, vector_end), index)
@@ -481,7 +453,7 @@ class ModuleGenerator:
                 ]
                 b.call(gemm, args)
                 return
-            with _Loop(b, counters[d], _i64(0), self.num(kernel.batch[d])) as i:
+            with CountedLoop(b, counters[d], _i64(0), self.num(kernel.batch[d])) as i:
                 level(d + 1, index + [i])
 
         level(0, [])

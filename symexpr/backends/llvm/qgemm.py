@@ -53,14 +53,10 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from symexpr.backends.llvm import scalar_ops as so
+from symexpr.backends.llvm.irloop import CountedLoop
+from symexpr.backends.llvm.scalar_ops import F32, I1, I8, I16, I32, I64
 from symexpr.kernel.int8_pack import ACTIVATION_SHIFT, N_ALIGN
 
-I1 = ir.IntType(1)
-I8 = ir.IntType(8)
-I16 = ir.IntType(16)
-I32 = ir.IntType(32)
-I64 = ir.IntType(64)
-F32 = ir.FloatType()
 
 
 @dataclass(frozen=True)
@@ -131,35 +127,6 @@ def _c(value, ty=I64) -> ir.Constant:
 
 def _min(b, x, y):
     return b.select(b.icmp_signed("<", x, y), x, y)
-
-
-class _Loop:
-    """``for i in range(start, stop, step)`` (step > 0), the counter in an alloca (mem2reg makes it a phi)."""
-
-    def __init__(self, b, counter, start, stop, step=1, name="q"):
-        self.b, self.counter, self.start, self.stop, self.step, self.name = b, counter, start, stop, step, name
-
-    def __enter__(self):
-        b = self.b
-        b.store(self.start, self.counter)
-        self.head = b.append_basic_block(f"{self.name}.head")
-        self.body = b.append_basic_block(f"{self.name}.body")
-        self.exit = b.append_basic_block(f"{self.name}.exit")
-        b.branch(self.head)
-        b.position_at_end(self.head)
-        i = b.load(self.counter)
-        b.cbranch(b.icmp_signed("<", i, self.stop), self.body, self.exit)
-        b.position_at_end(self.body)
-        return b.load(self.counter)
-
-    def __exit__(self, *exc):
-        if exc[0] is not None:
-            return False
-        b = self.b
-        b.store(b.add(b.load(self.counter), _c(self.step)), self.counter)
-        b.branch(self.head)
-        b.position_at_end(self.exit)
-        return False
 
 
 def _declare(module, name, ret, args):
@@ -333,24 +300,24 @@ class _Emitter:
 
     def _zero(self, ptr, count, ty):
         b = self.b
-        with _Loop(b, b.alloca(I64), _c(0), _c(count), name="zero") as i:
+        with CountedLoop(b, b.alloca(I64), _c(0), _c(count), name="zero") as i:
             b.store(ir.Constant(ty, 0), b.gep(ptr, [i]), align=ty.width // 8)
 
     # -- the loop nest -----------------------------------------------------------------------
     def emit(self):
         b, var, c = self.b, self.var, self.counters
-        with _Loop(b, c["kb"], _c(0), _c(self.n_kblocks), name="kblock") as kb:
+        with CountedLoop(b, c["kb"], _c(0), _c(self.n_kblocks), name="kblock") as kb:
             g0 = b.mul(kb, _c(self.kc))
             glen = _min(b, _c(self.kc), b.sub(_c(self.groups), g0))
             kbytes = _min(b, _c(self.kcb), b.sub(_c(self.k.k), b.mul(g0, _c(4))))
             first = b.icmp_signed("==", kb, _c(0))
             last = b.icmp_signed("==", kb, _c(self.n_kblocks - 1))
-            with _Loop(b, c["jc"], _c(0), _c(self.ncb), self.nc_tiles, name="nblock") as jc:
+            with CountedLoop(b, c["jc"], _c(0), _c(self.ncb), self.nc_tiles, name="nblock") as jc:
                 jc_end = _min(b, b.add(jc, _c(self.nc_tiles)), _c(self.ncb))
-                with _Loop(b, c["i0"], self.start, self.stop, var.rows, name="rowtile") as i0:
+                with CountedLoop(b, c["i0"], self.start, self.stop, var.rows, name="rowtile") as i0:
                     rows = _min(b, _c(var.rows), b.sub(self.stop, i0))
                     self._pack_rows(i0, rows, g0, kbytes)
-                    with _Loop(b, c["jr"], jc, jc_end, name="coltile") as jr:
+                    with CountedLoop(b, c["jr"], jc, jc_end, name="coltile") as jr:
                         col0 = b.mul(jr, _c(var.cols))
                         cols = _min(b, _c(var.cols), b.sub(_c(self.k.n), col0))
                         self._init_accs(first, i0, rows, col0, cols)
@@ -366,10 +333,10 @@ class _Emitter:
     def _pack_rows(self, i0, rows, g0, kbytes):
         """``apack[r, t] = x[i0 + r, 4 * g0 + t] ^ 0x80`` for the tile's rows and this K block's bytes."""
         b, c = self.b, self.counters
-        with _Loop(b, c["r"], _c(0), rows, name="pack.r") as r:
+        with CountedLoop(b, c["r"], _c(0), rows, name="pack.r") as r:
             src = b.gep(self.x, [b.add(b.mul(b.add(i0, r), self.x_rs), b.mul(g0, _c(4)))])
             dst = b.gep(self.apack, [b.mul(r, _c(self.kcb))])
-            with _Loop(b, c["t"], _c(0), kbytes, name="pack.t") as t:
+            with CountedLoop(b, c["t"], _c(0), kbytes, name="pack.t") as t:
                 byte = b.xor(b.load(b.gep(src, [t]), align=1), _c(ACTIVATION_SHIFT, I8))
                 if self.a_ty != I8:
                     byte = b.zext(byte, self.a_ty)
@@ -410,7 +377,7 @@ class _Emitter:
         b, var = self.b, self.var
         row_stride = self.k.n_pad * 4
         wbase = b.gep(self.w, [b.add(b.mul(g0, _c(row_stride)), b.mul(col0, _c(4)))])
-        with _Loop(b, self.counters["g"], _c(0), glen, name="k4") as g:
+        with CountedLoop(b, self.counters["g"], _c(0), glen, name="k4") as g:
             wrow = b.gep(wbase, [b.mul(g, _c(row_stride))])
             weights = [
                 b.load(b.bitcast(b.gep(wrow, [_c(v * var.lanes * 4)]), self.vec.as_pointer()), align=1)
@@ -428,10 +395,10 @@ class _Emitter:
     def _copy_tile(self, i0, rows, col0, cols, to_out):
         """Partial sums between K blocks: the valid part of the tile to ``out`` (int32 bits) or back."""
         b, c = self.b, self.counters
-        with _Loop(b, c["r"], _c(0), rows, name="part.r") as r:
+        with CountedLoop(b, c["r"], _c(0), rows, name="part.r") as r:
             out_row = b.gep(self.out_bits, [b.add(b.mul(b.add(i0, r), self.out_rs), col0)])
             tile_row = b.gep(self.tile, [b.mul(r, _c(self.var.cols))])
-            with _Loop(b, c["j"], _c(0), cols, name="part.j") as j:
+            with CountedLoop(b, c["j"], _c(0), cols, name="part.j") as j:
                 src, dst = (b.gep(tile_row, [j]), b.gep(out_row, [j]))
                 if not to_out:
                     src, dst = dst, src
@@ -440,14 +407,14 @@ class _Emitter:
     def _epilogue(self, i0, rows, col0, cols):
         """``out = acc - comp`` (int32), or ``float32(acc - comp) * sx * sw (+ bias)`` in that order, no FMA."""
         b, c, kernel = self.b, self.counters, self.k
-        with _Loop(b, c["r"], _c(0), rows, name="epi.r") as r:
+        with CountedLoop(b, c["r"], _c(0), rows, name="epi.r") as r:
             row = b.add(i0, r)
             out_row = b.gep(self.out, [b.add(b.mul(row, self.out_rs), col0)])
             tile_row = b.gep(self.tile, [b.mul(r, _c(self.var.cols))])
             if self.sx is not None:
                 sx_stride = kernel.sx.strides[0]
                 sx = b.load(self.sx if sx_stride == 0 else b.gep(self.sx, [b.mul(row, self.num(sx_stride))]), align=4)
-            with _Loop(b, c["j"], _c(0), cols, name="epi.j") as j:
+            with CountedLoop(b, c["j"], _c(0), cols, name="epi.j") as j:
                 col = b.add(col0, j)
                 acc = b.sub(b.load(b.gep(tile_row, [j]), align=4), b.load(b.gep(self.comp, [col]), align=4))
                 if self.sx is None:
