@@ -19,8 +19,9 @@ from symexpr.ops.matmul import MatMul
 
 
 def weight_key(w: Constant) -> str:
-    """A fingerprint of a constant weight: its dtype, shape and content digest."""
-    return f"{w.dtype}{list(w.type.shape)}:{w.digest}"
+    """A fingerprint of a constant weight: its dtype, shape, content digest and name, if any."""
+    key = f"{w.dtype}{list(w.type.shape)}:{w.digest}"
+    return key if w.name is None else f"{key}@{w.name}"
 
 
 @dataclass(frozen=True)
@@ -38,18 +39,45 @@ class LinearSite:
 
 
 def linear_sites(fgraph) -> list[LinearSite]:
-    """Every linear site of ``fgraph``, in topological order."""
+    """Every linear site of ``fgraph``, in topological order.
+
+    Sites with an empty weight (K or N of 0) are left out: there is nothing to quantize.
+    """
     sites = []
     for node in fgraph.toposort():
         if not isinstance(node.op, MatMul):
             continue
         x, w = node.inputs
-        if not isinstance(w, Constant) or w.ndim != 2 or x.ndim < 1:
+        if not isinstance(w, Constant) or w.ndim != 2 or x.ndim < 1 or w.data.size == 0:
             continue
         if not (np.issubdtype(np.dtype(w.dtype), np.floating) and np.issubdtype(np.dtype(x.dtype), np.floating)):
             continue
         sites.append(LinearSite(node, x, np.asarray(w.data), weight_key(w)))
     return sites
+
+
+def distinct_weights(fgraph) -> None:
+    """Give every linear site reading an activation of its own a weight with its own key.
+
+    Statistics and notes are keyed by weight; two sites that read different
+    activations through one weight (tied weights, equal initialisations)
+    would share them.  The second and later such weights are replaced by a
+    named copy (``<key>#<n>``, numbered in topological order), so that
+    calibration and the passes, which all start from the same ``fast_run``
+    graph, number them alike.  Idempotent.
+    """
+    seen: dict[str, set] = {}
+    replacements = {}
+    counts: dict[str, int] = {}
+    for site in linear_sites(fgraph):
+        readers = seen.setdefault(site.key, set())
+        if readers and id(site.x) not in readers:
+            counts[site.key] = counts.get(site.key, 0) + 1
+            renamed = Constant(site.weight, name=f"{site.key}#{counts[site.key]}")
+            replacements[site.output] = MatMul()(site.x, renamed)
+        readers.add(id(site.x))
+    if replacements:
+        fgraph.replace_all(replacements, reason="distinct_weights", pass_name="quant")
 
 
 def sites_by_activation(sites) -> list[list[LinearSite]]:

@@ -24,6 +24,8 @@ an activation none of them improves on is left unsmoothed.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from symexpr.graph.basic import Constant, Variable
@@ -32,7 +34,7 @@ from symexpr.ops.elemwise import Elemwise
 from symexpr.ops.fused import Fused
 from symexpr.ops.matmul import MatMul
 from symexpr.ops.nnet import LayerNorm, RMSNorm
-from symexpr.passes.linear_sites import linear_sites, quant_notes, sites_by_activation, weight_key
+from symexpr.passes.linear_sites import distinct_weights, linear_sites, quant_notes, sites_by_activation, weight_key
 from symexpr.passes.w8a8 import QuantScheme, fake_quant_error
 
 #: Bounds on a smoothing factor (the reference clamps below at 1e-5; above, a channel calibration
@@ -42,14 +44,22 @@ SCALE_BOUNDS = (1e-5, 1e5)
 AUTO_ALPHAS = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 21))
 
 _LINEAR_SCALAR_OPS = {"add", "sub", "maximum", "minimum"}
-_PASS_THROUGH_OPS = {"neg", "identity"}
+_PASS_THROUGH_OPS = {"neg", "identity", "relu", "abs"}
 
 
-def smoothing_scales(act_max, w_max, alpha: float) -> np.ndarray:
-    """``clip(act_max ** alpha / w_max ** (1 - alpha), *SCALE_BOUNDS)`` as float32 (inputs clamped at 1e-5)."""
+def smoothing_scales(act_max, w_max, alpha: float, dtype="float32") -> np.ndarray:
+    """``clip(act_max ** alpha / w_max ** (1 - alpha), *SCALE_BOUNDS)`` as float32 (inputs clamped at 1e-5).
+
+    For a ``dtype`` narrower than float32 (float16) ``s`` is also kept where
+    ``1/s`` is a normal number and ``W_j * s_j`` cannot overflow.
+    """
     act = np.maximum(np.asarray(act_max, np.float64), 1e-5)
     w = np.maximum(np.asarray(w_max, np.float64), 1e-5)
-    return np.clip(act**alpha / w ** (1.0 - alpha), *SCALE_BOUNDS).astype(np.float32)
+    lo, hi = SCALE_BOUNDS
+    info = np.finfo(np.dtype(dtype)) if np.issubdtype(np.dtype(dtype), np.floating) else np.finfo(np.float32)
+    if info.bits < 32:
+        hi = np.minimum(min(hi, 1.0 / float(info.tiny)), float(info.max) / 2 / w)
+    return np.clip(act**alpha / w ** (1.0 - alpha), lo, hi).astype(np.float32)
 
 
 class SmoothQuant:
@@ -70,8 +80,10 @@ class SmoothQuant:
     name = "smoothquant"
 
     def __init__(self, stats, alpha=0.5, scheme: QuantScheme | None = None):
-        if not (alpha == "auto" or isinstance(alpha, dict) or (isinstance(alpha, (int, float)) and 0 <= alpha <= 1)):
-            raise ValueError(f"smooth: alpha must be a number in [0, 1], 'auto' or a dict, got {alpha!r}")
+        values = list(alpha.values()) if isinstance(alpha, dict) else [] if isinstance(alpha, str) and alpha == "auto" else [alpha]
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+                raise ValueError(f"smooth: alpha must be a number in [0, 1], 'auto' or a dict of them, got {alpha!r}")
         self.stats = stats
         self.alpha = alpha
         self.scheme = scheme or QuantScheme()
@@ -81,6 +93,7 @@ class SmoothQuant:
 
     def __call__(self, fgraph) -> None:
         notes = quant_notes(fgraph)
+        distinct_weights(fgraph)
         skipped: set = set()
         # One activation at a time, each on the graph the previous ones left: folding into a linear
         # producer rescales that producer's (possibly already smoothed) weight.
@@ -102,13 +115,14 @@ class SmoothQuant:
         x = group[0].x
         act_max = np.max([self.stats[site.key].channel_max for site in group], axis=0)
         w_max = np.max([np.max(np.abs(site.weight), axis=1) for site in group], axis=0)
+        act_max = np.nan_to_num(act_max, nan=0.0)
         alpha = self._alpha(group, act_max, w_max)
         if alpha is None:  # alpha="auto" found smoothing this activation does not help
             ones = np.ones_like(act_max, dtype=np.float32)
             for site in group:
                 notes["smoothed"][site.key] = {"original": site.key, "s": ones, "alpha": None, "where": "none (auto)"}
             return
-        s = smoothing_scales(act_max, w_max, alpha)
+        s = smoothing_scales(act_max, w_max, alpha, x.dtype)
         inv_s = (np.float32(1) / s).astype(x.dtype)
         site_nodes = {id(site.node) for site in group}
         exclusive = all(c != "output" and id(c[0]) in site_nodes and c[1] == 0 for c in clients.get(x, []))
@@ -117,7 +131,7 @@ class SmoothQuant:
         x_new = folded if folded is not None else ew.mul(x, Constant(inv_s))
         replacements = {}
         for site in group:
-            w_new = Constant((site.weight * s[:, None].astype(site.weight.dtype)).astype(site.weight.dtype))
+            w_new = Constant((site.weight.astype(np.float64) * s[:, None]).astype(site.weight.dtype))
             replacements[site.output] = MatMul()(x_new, w_new)
             notes["smoothed"][weight_key(w_new)] = {"original": site.key, "s": s, "alpha": alpha, "where": where}
         fgraph.replace_all(replacements, reason="smoothquant", pass_name="smoothquant")
@@ -134,7 +148,7 @@ class SmoothQuant:
         best = None
         best_err = sum(fake_quant_error(x, site.weight, self.scheme) for site in group)
         for alpha in AUTO_ALPHAS:
-            s = smoothing_scales(act_max, w_max, alpha)
+            s = smoothing_scales(act_max, w_max, alpha, group[0].x.dtype)
             err = sum(fake_quant_error(x, site.weight, self.scheme, s) for site in group)
             if err < best_err:
                 best, best_err = alpha, err

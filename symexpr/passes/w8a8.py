@@ -31,7 +31,7 @@ from symexpr.ops.quant import (
     quantize_weight,
 )
 from symexpr.passes.fusion import fuse_elemwise, fuse_reductions
-from symexpr.passes.linear_sites import linear_sites, quant_notes, sites_by_activation
+from symexpr.passes.linear_sites import distinct_weights, linear_sites, quant_notes, sites_by_activation
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,7 @@ class W8A8:
 
     def __call__(self, fgraph) -> None:
         notes = quant_notes(fgraph)
+        distinct_weights(fgraph)
         changed = False
         # One activation at a time: a replacement is taken as built, so a later site's replacement
         # must be built on the graph the earlier ones left.

@@ -9,7 +9,7 @@
     f = quant.quantize(inputs, outputs, batches, scheme="per_channel_per_token", alpha="auto")
     print(quant.report(f))
 
-See docs/passes/smoothquant.md for the method and its measured accuracy.
+See docs/smoothquant.md for the method and its measured accuracy.
 """
 
 from __future__ import annotations

@@ -7,7 +7,13 @@ import sys
 import numpy as np
 
 from symexpr.compile.function import function
-from symexpr.passes.linear_sites import ActivationStats, CalibrationStats, linear_sites, sites_by_activation
+from symexpr.passes.linear_sites import (
+    ActivationStats,
+    CalibrationStats,
+    distinct_weights,
+    linear_sites,
+    sites_by_activation,
+)
 from symexpr.ops import shape as shape_ops
 
 
@@ -37,6 +43,7 @@ def calibrate(inputs, outputs, batches, backend: str | None = None, samples: int
     """
     compiled = function(inputs, outputs, backend=backend)
     fgraph = compiled.fgraph
+    distinct_weights(fgraph)
     groups = sites_by_activation(linear_sites(fgraph))
     stats = CalibrationStats()
     if not groups:
@@ -72,12 +79,14 @@ def calibrate(inputs, outputs, batches, backend: str | None = None, samples: int
 
 def _update(seen: ActivationStats | None, rows: np.ndarray, samples: int, rng) -> ActivationStats:
     """Fold a batch's rows into ``seen``: channel maxima, row count and a uniform reservoir of rows."""
-    with np.errstate(invalid="ignore"):
-        batch_max = np.max(np.abs(rows), axis=0) if rows.shape[0] else np.zeros(rows.shape[1], np.float32)
+    # fmax ignores NaN (a NaN activation says nothing about the channel's range); every batch alike.
+    batch_max = np.fmax.reduce(np.abs(rows), axis=0) if rows.shape[0] else np.zeros(rows.shape[1], np.float32)
+    batch_max = np.nan_to_num(batch_max, nan=0.0)
     if seen is None:
         seen = ActivationStats(batch_max.astype(np.float32), 0, np.zeros((0, rows.shape[1]), np.float32))
     else:
         seen.channel_max = np.fmax(seen.channel_max, batch_max).astype(np.float32)
+    rows = rows[np.all(np.isfinite(rows), axis=1)]  # samples feed alpha="auto": finite rows only
     # Reservoir sampling (algorithm R, vectorised per batch): row t (0-based, over all rows) replaces a
     # random slot with probability samples / (t + 1) once the reservoir is full.
     keep = seen.samples

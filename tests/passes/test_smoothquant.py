@@ -132,5 +132,19 @@ def test_homogeneity_check():
 
 
 def test_alpha_is_checked():
-    with pytest.raises(ValueError, match="alpha must be a number in"):
-        quant.smooth(quant.CalibrationStats(), alpha=1.5)
+    for bad in (1.5, True, "half", {"k": 2.0}):
+        with pytest.raises(ValueError, match="alpha must be a number in"):
+            quant.smooth(quant.CalibrationStats(), alpha=bad)
+    quant.smooth(quant.CalibrationStats(), alpha=np.float32(0.5))
+
+
+def test_relu_op_folds():
+    rng = np.random.default_rng(12)
+    x = se.tensor("x", "float32", (None, K))
+    out = se.relu(x @ rng.standard_normal((K, K)).astype(np.float32)) @ rng.standard_normal((K, 4)).astype(np.float32)
+    stats = quant.calibrate([x], out, [(_data(rng)[0],)], progress=False)
+    f = se.function([x], out, passes=["fast_run", quant.smooth(stats, 0.5)])
+    wheres = [v["where"] for v in f.fgraph.annotations["quant"]["smoothed"].values()]
+    assert any(w.startswith("folded into") and "elu" in w.lower() for w in wheres), wheres
+    a = _data(rng)[0]
+    np.testing.assert_allclose(f(a), se.function([x], out)(a), rtol=1e-4, atol=1e-4)

@@ -120,3 +120,48 @@ def test_quantized_function_serves_every_shape():
         ref = se.function([x], out)(a)
         assert f(a).shape == ref.shape
     assert f._compiled.compilations == 1
+
+
+def test_tied_weights_keep_separate_statistics():
+    """Two activations read through one weight: each site gets its own statistics and static scale."""
+    rng = np.random.default_rng(6)
+    a = se.tensor("a", "float32", (None, 8))
+    b = se.tensor("b", "float32", (None, 8))
+    w = rng.standard_normal((8, 4)).astype(np.float32)
+    outs = [a @ w, b @ w]
+    batch = (rng.standard_normal((6, 8)).astype(np.float32), 100 * rng.standard_normal((6, 8)).astype(np.float32))
+    stats = quant.calibrate([a, b], outs, [batch], progress=False)
+    assert len(stats) == 2
+    f = se.function([a, b], outs, passes=["fast_run", quant.w8a8(stats, "per_tensor", "per_tensor", static=True)])
+    assert len(f.fgraph.annotations["quant"]["sites"]) == 2
+    for got, x in zip(f(*batch), batch):
+        assert np.linalg.norm(got - x @ w) / np.linalg.norm(x @ w) < 0.03
+
+
+def test_nan_in_calibration_is_ignored():
+    x, out, _, rng = _mlp(7)
+    (a,) = _batch(rng)
+    a[0, 0, 3] = np.nan
+    stats = quant.calibrate([x], out, [(a,)], progress=False)
+    assert all(np.all(np.isfinite(s.channel_max)) for s in stats.sites.values())
+    f = se.function([x], out, passes=["fast_run", quant.smooth(stats, "auto"), quant.w8a8(stats)])
+    (clean,) = _batch(rng)
+    assert np.all(np.isfinite(f(clean)))
+
+
+def test_float16_smoothing_stays_finite():
+    rng = np.random.default_rng(8)
+    x = se.tensor("x", "float16", (None, 8))
+    w = rng.standard_normal((8, 4)).astype(np.float16)
+    w[3] = 0
+    a = (rng.standard_normal((5, 8)) * 50).astype(np.float16)
+    stats = quant.calibrate([x], x @ w, [(a,)], progress=False)
+    for alpha in (0.0, 0.5, 1.0):
+        got = se.function([x], x @ w, passes=["fast_run", quant.smooth(stats, alpha)])(a)
+        np.testing.assert_allclose(got.astype(np.float32), (a @ w).astype(np.float32), rtol=2e-2, atol=0.5)
+
+
+def test_empty_weights_are_left_alone():
+    x = se.tensor("x", "float32", (None, 0))
+    f = se.function([x], x @ np.zeros((0, 4), np.float32), passes=["fast_run", quant.w8a8()])
+    np.testing.assert_array_equal(f(np.zeros((3, 0), np.float32)), np.zeros((3, 4), np.float32))
