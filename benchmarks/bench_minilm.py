@@ -129,8 +129,12 @@ def make_batches(tokenizer):
 # ---------------------------------------------------------------------------------------------
 # the PyTorch side
 # ---------------------------------------------------------------------------------------------
-def torch_model(folder: Path):
-    """(callable(ids, mask) -> embeddings, description): transformers.BertModel, else a plain torch BERT."""
+def torch_model(folder: Path, int8: bool = False):
+    """(callable(ids, mask) -> embeddings, description): transformers.BertModel, else a plain torch BERT.
+
+    ``int8``: the BertModel's ``nn.Linear`` layers through ``torch.ao.quantization.quantize_dynamic``
+    (int8 weights per tensor, dynamic int8 activations; needs transformers).
+    """
     import torch
 
     try:
@@ -142,10 +146,15 @@ def torch_model(folder: Path):
         model = BertModel.from_pretrained(str(folder), attn_implementation="eager", add_pooling_layer=False)
         model.eval()
         desc = f"transformers {transformers.__version__} BertModel (eager attention)"
+        if int8:
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            desc += f", quantize_dynamic int8 ({torch.backends.quantized.engine} engine)"
 
         def hidden(ids, mask):
             return model(input_ids=ids, attention_mask=mask).last_hidden_state
     except ImportError:
+        if int8:
+            raise
         model = PlainTorchBert(folder)
         desc = "plain torch.nn BERT (transformers not installed)"
         hidden = model
@@ -285,8 +294,9 @@ def section_compile() -> None:
 # ---------------------------------------------------------------------------------------------
 # parent: run the children, print the tables
 # ---------------------------------------------------------------------------------------------
-def run_child(args: list, env: dict, timeout: float = 1800) -> tuple[list, str | None]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
+def run_child(args: list, env: dict, timeout: float = 1800, script: str | None = None) -> tuple[list, str | None]:
+    """Run ``script`` (default: this file) with ``args`` in a child process; its emitted objects and any error."""
+    cmd = [sys.executable, str(Path(script or __file__).resolve()), *args]
     try:
         proc = subprocess.run(cmd, check=False, env=env, stdout=subprocess.PIPE, stderr=None, text=True,
                               timeout=timeout, cwd=ROOT)

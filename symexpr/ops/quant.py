@@ -77,7 +77,7 @@ def quantize_weight(w, granularity: str = "per_channel", bits: int = 8):
     return quantize_values(w, scale, bits), scale
 
 
-def quantize_activation(x, granularity: str = "per_token", scale=None):
+def quantize_activation(x, granularity: str = "per_token", scale=None, multiplier=None):
     """Symbolic int8 quantization of ``x`` over its last axis: ``(xq int8, scale float32)``.
 
     Parameters
@@ -89,6 +89,11 @@ def quantize_activation(x, granularity: str = "per_token", scale=None):
         the whole tensor (shape ()).  Ignored when ``scale`` is given.
     scale : float or Variable, optional
         A static scale (calibrated, the paper's O3 scheme).
+    multiplier : array_like, optional
+        Positive float32 (K,): quantize ``x * multiplier`` (a smoothing factor's
+        ``1/s``) without forming it: the maximum is taken of ``|x| * multiplier``
+        and the values are ``round(x * (multiplier / scale))``, so the product
+        is never written to memory.
 
     Returns
     -------
@@ -101,15 +106,27 @@ def quantize_activation(x, granularity: str = "per_token", scale=None):
     if x.ndim == 0:
         raise ValueError("quantize_activation: x must have at least one dimension, got a 0-d tensor")
     x = ew.cast(x, "float32") if x.dtype != "float32" else x
+    if multiplier is not None:
+        multiplier = np.asarray(multiplier, np.float32)
+        if multiplier.ndim != 1 or (x.type.shape[-1] is not None and multiplier.shape[0] != x.type.shape[-1]):
+            raise ValueError(
+                f"quantize_activation: multiplier must be a vector of x's last dimension "
+                f"{x.type.shape[-1]}, got shape {multiplier.shape}"
+            )
+        if not np.all(multiplier > 0):
+            raise ValueError("quantize_activation: multiplier must be positive (a smoothing factor's 1/s)")
+        multiplier = as_tensor(multiplier)
+    magnitude = ew.abs(x) if multiplier is None else ew.abs(x) * multiplier
     if scale is None:
         _check_choice("quantize_activation", "granularity", granularity, ACTIVATION_GRANULARITIES)
         axis = (x.ndim - 1,) if granularity == "per_token" else tuple(range(x.ndim))
-        amax = red.max(ew.abs(x), axis=axis, keepdims=granularity == "per_token")
+        amax = red.max(magnitude, axis=axis, keepdims=granularity == "per_token")
         scale = ew.maximum(amax, np.float32(SCALE_FLOOR)) / np.float32(qmax(8))
     else:
         scale = ew.cast(as_tensor(scale), "float32")
     q = np.float32(qmax(8))
-    xq = ew.cast(ew.clip(ew.round(x / scale), -q, q), "int8")
+    scaled = x / scale if multiplier is None else x * (multiplier / scale)
+    xq = ew.cast(ew.clip(ew.round(scaled), -q, q), "int8")
     return xq, scale
 
 

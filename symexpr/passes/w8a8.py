@@ -20,6 +20,7 @@ import numpy as np
 
 from symexpr.graph.basic import Constant
 from symexpr.ops import elemwise as ew
+from symexpr.ops.elemwise import Elemwise
 from symexpr.ops.quant import (
     ACTIVATION_GRANULARITIES,
     WEIGHT_BITS,
@@ -172,9 +173,10 @@ class W8A8:
             original = smoothed["original"] if smoothed else site.key
             static_max = self._static_max(site, smoothed, original) if scheme.static else None
             if quantizer is None:
-                x32 = ew.cast(x, "float32") if x.dtype != "float32" else x
+                source, multiplier = _smoothing_multiply(x)
+                source = ew.cast(source, "float32") if source.dtype != "float32" else source
                 scale = None if static_max is None else Constant(absmax_scale(static_max))
-                quantizer = quantize_activation(x32, scheme.activations, scale)
+                quantizer = quantize_activation(source, scheme.activations, scale, multiplier)
             xq, sx = quantizer
             wq, sw = quantize_weight(site.weight, scheme.weights, scheme.weight_bits)
             y = qlinear(xq, Constant(wq), sx, Constant(sw), weight_bits=scheme.weight_bits)
@@ -200,3 +202,20 @@ class W8A8:
         if smoothed is not None:
             channel_max = channel_max / smoothed["s"]
         return float(np.max(channel_max))
+
+
+def _smoothing_multiply(x):
+    """``(y, c)`` when ``x`` is ``y * c`` with ``c`` a positive constant vector over the last axis, else ``(x, None)``.
+
+    That is the explicit ``x * (1/s)`` smoothing leaves; the quantizer then
+    reads ``y`` and applies ``c`` itself, so ``y * c`` is never stored.
+    """
+    node = x.owner
+    if node is None or not isinstance(node.op, Elemwise) or node.op.scalar_op.name != "mul":
+        return x, None
+    for y, c in (node.inputs, node.inputs[::-1]):
+        if isinstance(c, Constant) and c.ndim == 1 and c.type.shape[0] == x.type.shape[-1] and y.ndim == x.ndim:
+            data = np.asarray(c.data)
+            if np.issubdtype(data.dtype, np.floating) and np.all(data > 0) and y.type.shape == x.type.shape:
+                return y, data.astype(np.float32)
+    return x, None

@@ -111,3 +111,22 @@ def test_qlinear_prints_readably():
     y = Q.qlinear(xq, np.zeros((8, 3), np.int8), np.float32(0.5), np.ones(3, np.float32), np.zeros(3, np.float32))
     assert y.owner.op.display_name() == "QLinear{w8, scaled, bias}"
     assert "qlinear8(xq" in se.pprint(y)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_quantizer_with_a_smoothing_multiplier(backend):
+    x = se.tensor("x", "float32", (None, 6))
+    c = np.array([0.5, 2.0, 1.0, 0.25, 3.0, 1.5], np.float32)
+    a = _rows((7, 6), 9)
+    q, s = se.function([x], list(Q.quantize_activation(x, multiplier=c)), backend=backend)(a)
+    want_s = Q.absmax_scale(np.max(np.abs(a) * c, axis=-1, keepdims=True))
+    np.testing.assert_array_equal(s, want_s)
+    with np.errstate(all="ignore"):
+        want_q = np.clip(np.round(a * (c / want_s)), -127, 127).astype(np.int8)
+    np.testing.assert_array_equal(q, want_q)
+    # Within one level of quantizing the stored product.
+    assert np.max(np.abs(q.astype(np.int16) - Q.quantize_values(a * c, want_s))) <= 1
+    with pytest.raises(ValueError, match="multiplier must be positive"):
+        Q.quantize_activation(x, multiplier=-c)
+    with pytest.raises(ValueError, match="multiplier must be a vector of x's last dimension 6"):
+        Q.quantize_activation(x, multiplier=c[:3])
