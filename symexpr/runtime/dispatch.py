@@ -22,6 +22,11 @@ from symexpr.runtime import forksafe
 
 #: Geometries whose run method a function keeps (the least recently added go first).
 MAX_GEOMETRIES = 256
+#: Geometries whose last output arrays a function keeps for reuse: a server seeing many
+#: shapes would otherwise hold one set of outputs per shape (up to MAX_GEOMETRIES).
+MAX_SPARE_GEOMETRIES = 8
+#: Compiled modules a function keeps by template key (each geometry also holds its own).
+MAX_MODULES = 64
 #: The size given to dimensions unknown at ``function()`` time when the first module is compiled then.
 PROBE_SIZE = 8
 
@@ -73,6 +78,8 @@ class ShapeDispatcher:
         self._itemsizes = [np.dtype(v.dtype).itemsize for v in fgraph.inputs]
         #: Free arenas shared by every geometry's executable (see :class:`~symexpr.runtime.executable.Executable`).
         self.arenas: list = []
+        #: Executables of the most recently dispatched geometries, the only ones keeping spare outputs.
+        self._recent: list = []
         self._compile_probe()
 
     # -- what a backend provides --------------------------------------------------------
@@ -132,7 +139,27 @@ class ShapeDispatcher:
         args = [a if ok else np.array(a, order="C") for a, ok in zip(args, aligned)]
         geometry = tuple((a.shape, tuple(s // n for s in a.strides)) for a, n in zip(args, self._itemsizes))
         variant = self._specialise(geometry, remember=all(aligned))
+        if all(aligned):
+            self._make_recent(key, variant)
         return variant.executable.run(args)
+
+    def _make_recent(self, key, variant) -> None:
+        """Give ``key`` a fast run method; past MAX_SPARE_GEOMETRIES, the oldest gives its up, and its spares.
+
+        Only recent geometries keep spare outputs; an older one called again
+        comes back through :meth:`_dispatch_slow` (no planning: its
+        specialisation is kept) and becomes recent again.
+        """
+        with self._lock:
+            self._runs[key] = variant.executable.run
+            recent = self._recent
+            recent[:] = [k for k in recent if k != key] + [key]
+            while len(recent) > MAX_SPARE_GEOMETRIES:
+                old = recent.pop(0)
+                self._runs.pop(old, None)
+                found = self._variants.get(old)
+                if found is not None:
+                    found.executable.release_spares()
 
     def _specialise(self, geometry, remember=True, plan=None):
         geometry = tuple((tuple(s), tuple(st)) for s, st in geometry)
@@ -144,11 +171,13 @@ class ShapeDispatcher:
             template = parametrise(plan)
             key = template.key()
             with self._lock:
-                module = self._modules.get(key)
+                module = self._modules.pop(key, None)
                 if module is None:
                     module = self.compile_module(template, segments)
-                    self._modules[key] = module
                     self.compilations += 1
+                self._modules[key] = module  # most recent last
+                while len(self._modules) > MAX_MODULES:
+                    self._modules.pop(next(iter(self._modules)))
             variant = Specialisation(plan, module, self.executable(plan, module, schedule, work, template.params))
             if remember:
                 if len(self._variants) >= MAX_GEOMETRIES:
@@ -156,7 +185,6 @@ class ShapeDispatcher:
                     self._variants.pop(oldest, None)
                     self._runs.pop(oldest, None)
                 self._variants[byte_key] = variant
-                self._runs[byte_key] = variant.executable.run
         self._last = variant
         return variant
 

@@ -105,6 +105,11 @@ class Executable:
 
         return run
 
+    def release_spares(self) -> None:
+        """Drop the output arrays kept for reuse (the next call allocates, and keeps one again)."""
+        for spares in self._spares:
+            spares.clear()
+
     def run(self, args):
         outs = [_reuse_or_new(spares, spec) for spares, spec in zip(self._spares, self._out_specs)]
         arena_bytes = self.arena_bytes

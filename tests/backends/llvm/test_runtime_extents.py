@@ -123,6 +123,30 @@ def test_the_geometry_cache_is_bounded(monkeypatch):
     assert _compiled(f).compilations == 1
 
 
+def test_only_recent_geometries_keep_spare_outputs(monkeypatch):
+    """A function called with many shapes keeps output arrays for reuse for the last few only."""
+    monkeypatch.setattr(dispatch, "MAX_SPARE_GEOMETRIES", 3)
+    x = se.vector("x", "float64")
+    f = se.function([x], x * 2)
+    for rounds in range(2):
+        for n in range(2, 12):
+            np.testing.assert_array_equal(f(np.ones(n)), np.full(n, 2.0))
+    held = [v for v in _compiled(f)._variants.values() if any(v.executable._spares)]
+    assert len(held) <= 3 and len(_compiled(f)._runs) <= 3
+    np.testing.assert_array_equal(f(np.ones(2)), np.full(2, 2.0))  # an old shape comes back without planning
+    assert _compiled(f).compilations == 1
+
+
+def test_the_module_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(dispatch, "MAX_MODULES", 2)
+    x = se.matrix("x", "float64")
+    f = se.function([x], x * 2)
+    a = np.arange(24.0).reshape(4, 6)
+    for view in (a, a.T, a[:, ::2], a[::2], a[::-1]):  # layout classes: each compiles a module
+        np.testing.assert_array_equal(f(view), view * 2)
+    assert len(_compiled(f)._modules) <= 2
+
+
 def test_batched_activation_times_weight_is_one_gemm():
     x = se.tensor("x", "float32", (None, None, 48))
     w = se.constant(np.random.default_rng(3).standard_normal((48, 40)).astype("float32"))
