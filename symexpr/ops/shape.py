@@ -90,7 +90,7 @@ class Reshape(Op):
         return Apply(self, [x, *sizes], [TensorType(x.dtype, out)])
 
     def perform(self, node, inputs):
-        return [np.reshape(inputs[0], fill_sizes(self.shape, inputs[1:]))]
+        return [np.reshape(inputs[0], fill_sizes(self.shape, inputs[1:], "reshape"))]
 
     def pprint(self, node, args):
         return f"reshape({args[0]}, {_sizes_text(self.shape, args[1:])})", 100
@@ -102,7 +102,7 @@ class Reshape(Op):
         return tuple(range(1, len(node.inputs)))
 
     def static_op(self, node, sizes):
-        return Reshape(fill_sizes(self.shape, sizes))
+        return Reshape(fill_sizes(self.shape, sizes, "reshape"))
 
 
 class Transpose(Op):
@@ -208,7 +208,7 @@ class BroadcastTo(Op):
         return Apply(self, [x, *sizes], [TensorType(x.dtype, tuple(out))])
 
     def perform(self, node, inputs):
-        return [np.broadcast_to(inputs[0], fill_sizes(self.shape, inputs[1:]))]
+        return [np.broadcast_to(inputs[0], fill_sizes(self.shape, inputs[1:], "broadcast_to"))]
 
     def pprint(self, node, args):
         return f"broadcast_to({args[0]}, {_sizes_text(self.shape, args[1:])})", 100
@@ -223,7 +223,7 @@ class BroadcastTo(Op):
         return tuple(range(1, len(node.inputs)))
 
     def static_op(self, node, sizes):
-        return BroadcastTo(fill_sizes(self.shape, sizes))
+        return BroadcastTo(fill_sizes(self.shape, sizes, "broadcast_to"))
 
 
 class Concatenate(Op):

@@ -182,10 +182,30 @@ def split_sizes(values, what: str) -> tuple[tuple, list]:
     return tuple(static), symbolic
 
 
-def fill_sizes(static: tuple, sizes) -> tuple:
-    """``static`` with its None slots filled, in order, from ``sizes``."""
+def fill_sizes(static: tuple, sizes, what: str = "shape") -> tuple:
+    """``static`` with its None slots filled, in order, from ``sizes``.
+
+    A size computed in the graph must not be negative: only a literal -1 (in
+    ``static``) asks ``reshape`` to infer a dimension, so a computed -1 is an
+    error here rather than a silent request to infer.
+
+    Raises
+    ------
+    ValueError
+        Naming ``what`` (e.g. ``"reshape"``), the dimension and the value.
+    """
     it = iter(sizes)
-    return tuple(int(next(it)) if d is None else d for d in static)
+    out = []
+    for axis, d in enumerate(static):
+        if d is None:
+            d = int(next(it))
+            if d < 0:
+                raise ValueError(
+                    f"{what}: dimension {axis} of the shape was computed as {d} at run time; sizes computed "
+                    "in the graph must be >= 0 (only a literal -1 asks reshape to infer a dimension)"
+                )
+        out.append(d)
+    return tuple(out)
 
 
 def assert_(x, condition, message: str) -> Variable:

@@ -286,3 +286,14 @@ def test_arange_length_comes_from_the_bounds_not_the_dtype(backend):
     for g, w in zip(got, want):
         assert g.dtype == w.dtype and g.shape == w.shape
         np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_a_computed_negative_size_is_an_error_not_an_inferred_dimension(backend):
+    x = se.tensor("x", "float32", (None, None))
+    a = np.ones((2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"reshape: dimension 0 of the shape was computed as -1 at run time"):
+        se.function([x], x.reshape((x.shape[0] - 3, -1)), backend=backend)(a)
+    with pytest.raises(ValueError, match=r"broadcast_to: dimension 0 of the shape was computed as -3"):
+        se.function([x], se.zeros((x.shape[0] - 5,)), backend=backend)(a)
+    np.testing.assert_array_equal(se.function([x], x.reshape((x.shape[0] - 1, -1)), backend=backend)(a), a.reshape(1, 8))
