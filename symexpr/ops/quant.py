@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from symexpr.dtypes import canonical_dtype
 from symexpr.graph.basic import Apply, Constant, Op, Variable
 from symexpr.graph.type import TensorType, format_shape
 from symexpr.ops import elemwise as ew
 from symexpr.ops import reduction as red
 from symexpr.ops.convert import as_tensor
+from symexpr.ops.elemwise import broadcast_concrete, broadcast_static
+from symexpr.ops.fused import _program_dtypes, run_program, short_program_text
 
 #: ``max(|x|)`` is clamped to at least this before dividing by ``qmax`` (as SmoothQuant's ``clamp(min=1e-5)``).
 SCALE_FLOOR = 1e-5
@@ -41,7 +44,7 @@ def qmax(bits: int) -> int:
 def absmax_scale(amax, bits: int = 8):
     """NumPy: the float32 scale ``max(amax, SCALE_FLOOR) / qmax(bits)`` (NaN stays NaN)."""
     amax = np.asarray(amax, dtype=np.float32)
-    return (np.fmax(amax, np.float32(SCALE_FLOOR)) / np.float32(qmax(bits))).astype(np.float32)
+    return (np.maximum(amax, np.float32(SCALE_FLOOR)) / np.float32(qmax(bits))).astype(np.float32)
 
 
 def quantize_values(x, scale, bits: int = 8) -> np.ndarray:
@@ -128,6 +131,57 @@ def quantize_activation(x, granularity: str = "per_token", scale=None, multiplie
     scaled = x / scale if multiplier is None else x * (multiplier / scale)
     xq = ew.cast(ew.clip(ew.round(scaled), -q, q), "int8")
     return xq, scale
+
+
+class QuantizeRows(Op):
+    """Per-row (per-token) dynamic quantization of an elementwise expression, in one pass over each row.
+
+    ``program`` is a :class:`~symexpr.ops.fused.Fused` program over the
+    inputs (broadcast together) giving ``x`` (..., K), which is never
+    stored.  Outputs: ``xq`` int8 (..., K) and ``scale`` float32 (..., 1), with
+    ``scale = max(max|x_row|, SCALE_FLOOR) / 127`` and ``xq = clip(round(x /
+    scale), -127, 127)`` (0 where ``x / scale`` is NaN): exactly
+    :func:`quantize_activation` of ``x``.  A compiled backend evaluates the
+    program twice per row (once for the maximum, once for the values) while
+    the row is in cache, instead of writing ``x`` and reading it twice.
+    """
+
+    __props__ = ("program",)
+
+    def __init__(self, program: tuple):
+        self.program = tuple(program)
+
+    def display_name(self):
+        return f"QuantizeRows{{{short_program_text(self.program)}}}"
+
+    def make_node(self, *inputs) -> Apply:
+        inputs = [as_tensor(v) for v in inputs]
+        dtype = canonical_dtype(_program_dtypes(self.program, [v.dtype for v in inputs])[-1])
+        if not np.issubdtype(np.dtype(dtype), np.floating):
+            raise TypeError(f"{self.display_name()}: the expression must be float, got {dtype}")
+        shape = broadcast_static([v.type.shape for v in inputs], "quantize_rows")
+        if not shape:
+            raise ValueError(f"{self.display_name()}: the expression must have at least one dimension")
+        return Apply(self, inputs, [TensorType("int8", shape), TensorType("float32", shape[:-1] + (1,))])
+
+    def infer_shape(self, node, input_shapes):
+        shape = tuple(broadcast_concrete(input_shapes))
+        return [shape, shape[:-1] + (1,)]
+
+    def perform(self, node, inputs):
+        with np.errstate(all="ignore"):
+            x = np.asarray(run_program(self.program, inputs), dtype=np.float32)
+            x = np.broadcast_to(x, np.broadcast_shapes(x.shape, *(np.shape(a) for a in inputs)))
+            if x.shape[-1] == 0:
+                raise ValueError(f"{self.display_name()}: cannot quantize rows of length 0")
+            scale = absmax_scale(np.max(np.abs(x), axis=-1, keepdims=True))
+            return [quantize_values(x, scale), scale]
+
+
+def quantize_rows(program, inputs) -> tuple:
+    """``(xq, scale)``: :class:`QuantizeRows` of ``program`` over ``inputs``."""
+    node = QuantizeRows(program).make_node(*inputs)
+    return node.outputs[0], node.outputs[1]
 
 
 def _check_choice(where, name, value, choices):

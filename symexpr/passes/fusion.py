@@ -101,6 +101,20 @@ def _operand(var, members, position, inputs, input_index):
     return ("in", input_index[id(var)])
 
 
+def elementwise_expression(var: Variable, fgraph: FunctionGraph):
+    """``(program, inputs)``: the elementwise expression computing ``var``, for an op that absorbs it.
+
+    The group is ``var``'s elementwise producer and the elementwise nodes above
+    it used only inside the group (as :func:`fuse_elemwise` collects them);
+    a ``var`` with another producer is the program ``identity(i0)`` on itself.
+    """
+    if not _is_elemwise(var.owner):
+        return ((ps.identity, (("in", 0),)),), [var]
+    outputs = {id(v) for v in fgraph.outputs}
+    group = _collect_group(var.owner, fgraph.clients, outputs, set())
+    return _program(var.owner, group)
+
+
 def fuse_elemwise(fgraph: FunctionGraph) -> None:
     """Replace each maximal elementwise group of two or more nodes by one Fused node."""
     clients = fgraph.clients

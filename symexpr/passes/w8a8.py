@@ -20,6 +20,7 @@ import numpy as np
 
 from symexpr.graph.basic import Constant
 from symexpr.ops import elemwise as ew
+from symexpr.ops import scalar as ps
 from symexpr.ops.elemwise import Elemwise
 from symexpr.ops.quant import (
     ACTIVATION_GRANULARITIES,
@@ -28,10 +29,11 @@ from symexpr.ops.quant import (
     absmax_scale,
     qlinear,
     quantize_activation,
+    quantize_rows,
     quantize_values,
     quantize_weight,
 )
-from symexpr.passes.fusion import fuse_elemwise, fuse_reductions
+from symexpr.passes.fusion import elementwise_expression, fuse_elemwise, fuse_reductions
 from symexpr.passes.linear_sites import distinct_weights, linear_sites, quant_notes, sites_by_activation
 
 
@@ -173,10 +175,7 @@ class W8A8:
             original = smoothed["original"] if smoothed else site.key
             static_max = self._static_max(site, smoothed, original) if scheme.static else None
             if quantizer is None:
-                source, multiplier = _smoothing_multiply(x)
-                source = ew.cast(source, "float32") if source.dtype != "float32" else source
-                scale = None if static_max is None else Constant(absmax_scale(static_max))
-                quantizer = quantize_activation(source, scheme.activations, scale, multiplier)
+                quantizer = self._quantizer(fgraph, group, static_max)
             xq, sx = quantizer
             wq, sw = quantize_weight(site.weight, scheme.weights, scheme.weight_bits)
             y = qlinear(xq, Constant(wq), sx, Constant(sw), weight_bits=scheme.weight_bits)
@@ -191,6 +190,31 @@ class W8A8:
                 "activation_scale": None if static_max is None else float(absmax_scale(static_max)),
             }
         fgraph.replace_all(replacements, reason="w8a8", pass_name="w8a8")
+
+    def _quantizer(self, fgraph, group, static_max):
+        """``(xq, sx)`` of the group's activation.
+
+        Per-token dynamic scales use :class:`~symexpr.ops.quant.QuantizeRows`,
+        which absorbs the elementwise expression producing ``x`` when nothing
+        else reads ``x`` (``x`` is then never stored); the other schemes use the
+        composite quantizer, which takes an explicit smoothing multiply in.
+        """
+        x = group[0].x
+        if self.scheme.activations == "per_token" and static_max is None:
+            site_nodes = {id(site.node) for site in group}
+            exclusive = all(c != "output" and id(c[0]) in site_nodes for c in fgraph.clients.get(x, []))
+            program, inputs = (((ps.identity, (("in", 0),)),), [x])
+            if exclusive:
+                whole = elementwise_expression(x, fgraph)
+                if _cheap(whole[0]):
+                    program, inputs = whole
+                elif x.owner is not None and isinstance(x.owner.op, Elemwise) and _cheap(_single(x.owner)):
+                    program, inputs = _single(x.owner), list(x.owner.inputs)
+            return quantize_rows(program, inputs)
+        source, multiplier = _smoothing_multiply(x)
+        source = ew.cast(source, "float32") if source.dtype != "float32" else source
+        scale = None if static_max is None else Constant(absmax_scale(static_max))
+        return quantize_activation(source, self.scheme.activations, scale, multiplier)
 
     def _static_max(self, site, smoothed, original) -> float:
         if self.stats is None or original not in self.stats:
@@ -219,3 +243,18 @@ def _smoothing_multiply(x):
             if np.issubdtype(data.dtype, np.floating) and np.all(data > 0) and y.type.shape == x.type.shape:
                 return y, data.astype(np.float32)
     return x, None
+
+
+#: Scalar ops cheap enough for the quantizer to evaluate twice per element (once for the row
+#: maximum, once for the values) rather than read a stored result: measured on a (4096, 1536)
+#: activation, absorbing ``gelu(x + b) * c`` took 35 ms against 24 ms for storing the GELU.
+_CHEAP_SCALAR_OPS = {"add", "sub", "mul", "neg", "identity", "maximum", "minimum", "relu", "abs", "cast"}
+
+
+def _cheap(program) -> bool:
+    return all(scalar_op.name in _CHEAP_SCALAR_OPS for scalar_op, _ in program)
+
+
+def _single(node):
+    """The one-instruction program of an Elemwise node."""
+    return ((node.op.scalar_op, tuple(("in", i) for i in range(len(node.inputs)))),)

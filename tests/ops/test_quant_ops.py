@@ -130,3 +130,38 @@ def test_quantizer_with_a_smoothing_multiplier(backend):
         Q.quantize_activation(x, multiplier=-c)
     with pytest.raises(ValueError, match="multiplier must be a vector of x's last dimension 6"):
         Q.quantize_activation(x, multiplier=c[:3])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=10, deadline=None)
+@given(rows=st.integers(1, 7), k=st.integers(1, 70), seed=st.integers(0, 2**31))
+def test_quantize_rows_equals_the_composite_quantizer(backend, rows, k, seed):
+    from symexpr.ops import scalar as ps
+
+    x = se.tensor("x", "float32", (None, None, k))
+    bias = se.tensor("b", "float32", (k,))
+    program = ((ps.add, (("in", 0), ("in", 1))), (ps.maximum, (("tmp", 0), ("const", 0.0, "float32"))))
+    xq, scale = Q.quantize_rows(program, [x, bias])
+    assert xq.owner.op.display_name() == "QuantizeRows{maximum(i0 + i1, 0.0)}"
+    a = _rows((2, rows, k), seed)
+    a[0, 0, 0] = np.nan
+    bv = np.random.default_rng(seed).standard_normal(k).astype(np.float32)
+    got_q, got_s = se.function([x, bias], [xq, scale], backend=backend)(a, bv)
+    want_q, want_s = se.function([x, bias], list(Q.quantize_activation(se.maximum(x + bias, 0))), backend="numpy")(a, bv)
+    np.testing.assert_array_equal(got_s, want_s)
+    np.testing.assert_array_equal(got_q, want_q)
+    assert np.isnan(got_s[0, 0, 0]) and np.all(got_q[0, 0] == 0)
+
+
+def test_quantize_rows_errors():
+    from symexpr.ops import scalar as ps
+
+    ident = ((ps.identity, (("in", 0),)),)
+    with pytest.raises(TypeError, match="the expression must be float, got int32"):
+        Q.quantize_rows(ident, [se.tensor("i", "int32", (None, 4))])
+    with pytest.raises(ValueError, match="at least one dimension"):
+        Q.quantize_rows(ident, [se.scalar("s")])
+    x = se.tensor("x", "float32", (None, None))
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match="rows of length 0"):
+            se.function([x], list(Q.quantize_rows(ident, [x])), backend=backend)(np.zeros((2, 0), np.float32))

@@ -165,3 +165,23 @@ def test_empty_weights_are_left_alone():
     x = se.tensor("x", "float32", (None, 0))
     f = se.function([x], x @ np.zeros((0, 4), np.float32), passes=["fast_run", quant.w8a8()])
     np.testing.assert_array_equal(f(np.zeros((3, 0), np.float32)), np.zeros((3, 4), np.float32))
+
+
+def test_per_token_quantizer_is_one_row_kernel_absorbing_cheap_producers():
+    from symexpr.ops.quant import QuantizeRows
+
+    rng = np.random.default_rng(9)
+    x = se.tensor("x", "float32", (None, 16))
+    w1, w2 = rng.standard_normal((16, 24)).astype(np.float32), rng.standard_normal((24, 8)).astype(np.float32)
+    b1 = rng.standard_normal(24).astype(np.float32)
+    out = se.maximum(x @ w1 + b1, 0) @ w2  # relu: cheap, absorbed; the first site reads the input itself
+    f = se.function([x], out, passes=["fast_run", quant.w8a8()])
+    names = [n.op.display_name() for n in f.fgraph.toposort() if isinstance(n.op, QuantizeRows)]
+    assert names == ["QuantizeRows{identity(i0)}", "QuantizeRows{maximum(i0 + i1, 0.0)}"]
+    gelu = se.gelu(x @ w1 + b1) @ w2  # gelu: too dear to evaluate twice, so stored and read
+    g = se.function([x], gelu, passes=["fast_run", quant.w8a8()])
+    names = [n.op.display_name() for n in g.fgraph.toposort() if isinstance(n.op, QuantizeRows)]
+    assert names[-1] == "QuantizeRows{identity(i0)}"
+    a = rng.standard_normal((5, 16)).astype(np.float32)
+    np.testing.assert_allclose(f(a), se.function([x], out, backend="numpy", passes=["fast_run", quant.w8a8()])(a),
+                               rtol=1e-5, atol=1e-5)

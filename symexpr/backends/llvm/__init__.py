@@ -15,7 +15,7 @@ from symexpr._version import __version__
 from symexpr.backends.llvm import loader, runtime, scalar_ops, target
 from symexpr.backends.llvm.codegen import generate_module
 from symexpr.backends.llvm.runtime import get_num_threads, set_num_threads
-from symexpr.kernel import lowerings  # noqa: F401  (registers the op lowerings)
+from symexpr.kernel import lower_quant, lowerings  # noqa: F401  (registers the op lowerings)
 from symexpr.kernel.ir import GemmKernel, LoopKernel, QGemmKernel
 from symexpr.ops.matmul import MatMul
 from symexpr.ops.quant import QLinear
