@@ -211,11 +211,9 @@ class PlainTorchBert:
 # ---------------------------------------------------------------------------------------------
 # child sections
 # ---------------------------------------------------------------------------------------------
-def section_speed(size: dict, single: bool) -> None:
-    import numpy as np
-
+def import_torch(single: bool):
+    """torch (None when not installed), with symexpr and torch on one thread when ``single``."""
     import symexpr as se
-    from symexpr import models
 
     torch = None
     try:
@@ -226,6 +224,16 @@ def section_speed(size: dict, single: bool) -> None:
         se.set_num_threads(1)
         if torch is not None:
             torch.set_num_threads(1)
+    return torch
+
+
+def section_speed(size: dict, single: bool) -> None:
+    import numpy as np
+
+    import symexpr as se
+    from symexpr import models
+
+    torch = import_torch(single)
     enc = models.load_sentence_encoder(models.minilm_path())
     run_torch, desc = (None, "torch not installed") if torch is None else torch_model(models.minilm_path())
     emit({"threads": {"symexpr": se.get_num_threads(), "torch": torch.get_num_threads() if torch else None},

@@ -28,6 +28,7 @@ from bench_minilm import (  # noqa: E402
     bench,
     emit,
     fmt_ms,
+    import_torch,
     machine_header,
     make_batches,
     one_line,
@@ -46,15 +47,7 @@ def section(size: dict, single: bool) -> None:
     import symexpr as se
     from symexpr import models, quant
 
-    torch = None
-    try:
-        import torch
-    except ImportError:
-        pass
-    if single:
-        se.set_num_threads(1)
-        if torch is not None:
-            torch.set_num_threads(1)
+    torch = import_torch(single)
     enc = models.load_sentence_encoder(models.minilm_path())
     calib = [enc.tokenizer(CALIBRATION[i:i + 16]) for i in range(0, len(CALIBRATION), 16)]
     runners = {"symexpr fp32": enc.function}

@@ -28,21 +28,10 @@ if str(ROOT) not in sys.path:
 import symexpr as se  # noqa: E402
 from symexpr import models, quant  # noqa: E402
 
-EVALUATION = [
-    "A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby.",
-    "A man is riding a horse.", "A woman is playing violin.", "Two men pushed carts through the woods.",
-    "A man is riding a white horse on an enclosed ground.", "A monkey is playing drums.",
-    "Someone in a gorilla costume is playing a set of drums.", "The new movie is awesome.",
-    "The cat sits outside.", "A man is playing guitar.", "The new movie is so great.",
-    "I love pasta.", "Do you like pizza?", "The stock market fell sharply after the announcement.",
-    "Where is the nearest train station?", "She reads a book in the garden every morning.",
-    "Compilers turn expression graphs into fast machine code.", "It is raining.",
-    "How old are you?", "The weather is lovely today.", "He drove the car to the city centre.",
-    "Our team won the match in the last minute.", "Please send me the report by Friday.",
-    "Birds fly south in the winter.", "The museum opens at nine.", "Coffee or tea?",
-    "A child is building a sandcastle on the beach.", "The server returned an error.",
-    "Mountains are covered with snow.", "We will meet again tomorrow.",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_minilm import SHORT_SENTENCES  # noqa: E402
+
+EVALUATION = SHORT_SENTENCES  # the sentences bench_minilm.py times
 _SUBJECTS = ["The old fisherman", "A young programmer", "My neighbour's dog", "The city council", "A tired nurse",
              "Our new teacher", "The orchestra", "A small startup"]
 _ACTIONS = ["repaired the broken bridge", "wrote a long letter about the election", "won an award for research",
