@@ -146,7 +146,8 @@ def header(weight_bits: int) -> str:
 
     cpu = target.active_target()
     lines = [
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {load_text()}",
         f"symexpr {se.__version__}, NumPy {np.__version__}, target {cpu.name} ({cpu.cpu}), "
         f"int8 variant {qgemm.choose_variant(cpu, weight_bits).name} (weight_bits={weight_bits}), "
         f"symexpr threads {se.backends.llvm.get_num_threads()}",
@@ -158,6 +159,14 @@ def header(weight_bits: int) -> str:
     except ImportError:
         lines.append("torch: not installed (torch columns n/a)")
     return "\n".join(lines)
+
+
+def load_text() -> str:
+    """The 1-minute load average (another job on the machine makes every number here worse)."""
+    try:
+        return f"load average {os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "load average n/a"
 
 
 def run_child(threads: str, size: str, weight_bits: int) -> list:
@@ -214,6 +223,7 @@ def main() -> None:
     for threads, title in (("all", "default threads (all cores)"), ("1", "single thread")):
         print(f"\n## {title}\n")
         print(table(run_child(threads, size, args.weight_bits), args.markdown))
+    print(f"\nafter the runs: {load_text()}")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,25 @@
 """The packed int8 weight of a :class:`~symexpr.kernel.ir.QGemmKernel`: layout, packing, and the per-constant cache.
 
 Layout.  A (K, N) int8 weight ``w`` becomes an int8 array of shape
-``(G, n_pad, 4)`` with ``G = ceil(K / 4)``::
+``(n_pad / PANEL, G, PANEL, 4)`` with ``G = ceil(K / 4)`` and
+:data:`PANEL` ``= 16``::
 
-    packed[g, j, b] = w[4 * g + b, j]    (0 where 4 * g + b >= K or j >= N)
+    packed[p, g, c, b] = w[4 * g + b, PANEL * p + c]    (0 where 4 * g + b >= K or PANEL * p + c >= N)
 
 Each column's four consecutive ``k`` values are four adjacent bytes: one
 int32 lane holds what a 4-way byte dot product (x86 ``vpdpbusd``, the
 ``vpmaddubsw`` + ``vpmaddwd`` pair, CUDA ``__dp4a``) multiplies with four
-activation bytes.  A vector of ``V`` int32 lanes loaded at ``packed[g, j]`` is
-``V`` adjacent columns.  ``K`` is zero-padded to a multiple of 4, so a kernel
-may multiply any activation bytes with the padding; ``N`` is zero-padded to a
-multiple of :data:`N_ALIGN`, so a kernel may read whole column blocks of up to
+activation bytes.  One group of 4 ``k`` of a panel's 16 columns is 64 bytes
+(one cache line), and a panel's groups follow each other: a column block of
+16 columns (or of a divisor of 16: 4, 8) reads one contiguous stream of
+``64 * G`` bytes as it walks down K, and a block of several panels (32, 64
+columns) reads one stream per panel.  A vector of ``V <= 16`` int32 lanes
+loaded at ``packed[p, g, c]`` (``c`` a multiple of ``V``) is ``V`` adjacent
+columns.  (The earlier ``[G][n_pad][4]`` layout put each group of a column
+block ``4 * n_pad`` bytes from the previous one, a new page every group for
+large N.)  ``K`` is zero-padded to a multiple of 4, so a kernel may multiply
+any activation bytes with the padding; ``N`` is zero-padded to a multiple of
+:data:`N_ALIGN`, so a kernel may read whole column blocks of up to
 :data:`N_ALIGN` columns (it must not store the padded columns).
 
 Compensation.  The x86 instructions multiply *unsigned* activation bytes by
@@ -34,6 +42,8 @@ import numpy as np
 
 #: ``n_pad`` is a multiple of this (the widest column block a kernel reads: 4 vectors of 16 int32 lanes).
 N_ALIGN = 64
+#: Columns per panel: a panel's groups of 4 ``k`` are contiguous, 64 bytes (a cache line) each.
+PANEL = 16
 #: The shift that turns int8 activations into the unsigned bytes the x86 instructions take.
 ACTIVATION_SHIFT = 128
 #: Byte alignment of the packed arrays' data.
@@ -42,7 +52,7 @@ DATA_ALIGN = 64
 
 @dataclass(frozen=True)
 class PackedWeight:
-    """A packed (K, N) int8 weight: ``data`` int8 ``(ceil(K/4), n_pad, 4)`` and ``comp`` int32 ``(n_pad,)``."""
+    """A packed (K, N) int8 weight: ``data`` int8 ``(n_pad / PANEL, ceil(K/4), PANEL, 4)``; ``comp`` int32."""
 
     k: int
     n: int
@@ -78,10 +88,11 @@ def pack_weight(w) -> PackedWeight:
     k, n = w.shape
     groups = -(-k // 4)
     n_pad = -(-n // N_ALIGN) * N_ALIGN
-    data = _aligned_empty((groups, n_pad, 4), np.int8)
+    data = _aligned_empty((n_pad // PANEL, groups, PANEL, 4), np.int8)
     padded = np.zeros((groups * 4, n_pad), dtype=np.int8)
     padded[:k, :n] = w
-    data[...] = padded.reshape(groups, 4, n_pad).transpose(0, 2, 1)
+    # padded[4g + b, PANEL p + c] -> data[p, g, c, b]
+    data[...] = padded.reshape(groups, 4, n_pad // PANEL, PANEL).transpose(2, 0, 3, 1)
     comp = _aligned_empty((n_pad,), np.int32)
     comp[:n] = (ACTIVATION_SHIFT * w.sum(axis=0, dtype=np.int64)).astype(np.int32)  # modulo 2^32, like the sums
     comp[n:] = 0
@@ -92,8 +103,8 @@ def pack_weight(w) -> PackedWeight:
 
 def unpack_weight(packed: PackedWeight) -> np.ndarray:
     """The (K, N) int8 weight ``packed`` was made from (the inverse of :func:`pack_weight`)."""
-    groups = packed.data.shape[0]
-    full = packed.data.transpose(0, 2, 1).reshape(groups * 4, packed.n_pad)
+    groups = packed.data.shape[1]
+    full = packed.data.transpose(1, 3, 0, 2).reshape(groups * 4, packed.n_pad)
     return np.ascontiguousarray(full[: packed.k, : packed.n])
 
 

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from symexpr.kernel.int8_pack import PANEL
+
 #: Accumulator kinds and the NumPy reduction each one matches.
 ACCUMULATOR_KINDS = ("sum", "prod", "max", "min")
 
@@ -157,7 +159,8 @@ class QGemmKernel:
 
     ``x`` is int8 with strides over ``(m, k)`` (the ``k`` stride is 1).  The
     weight is a constant, packed once by :mod:`symexpr.kernel.int8_pack`:
-    ``w`` is the packed int8 buffer ``[ceil(k / 4)][n_pad][4]`` and ``comp``
+    ``w`` is the packed int8 buffer ``[n_pad / 16][ceil(k / 4)][16][4]``
+    (panels of 16 columns, each contiguous down K) and ``comp``
     the int32 compensation ``128 * colsum(w)`` (``n_pad`` entries), which a
     kernel that multiplies ``x + 128`` (unsigned bytes) subtracts; both
     accesses have no strides.  ``out`` has strides over ``(m, n)`` (the ``n``
@@ -279,7 +282,7 @@ def format_qgemm(step) -> str:
     lines = [
         f"qgemm {step.name} int8 x int8 -> int32, w{step.weight_bits}: m={step.m} n={step.n} k={step.k}",
         f"  x = {_format_access(step.x)}  (int8, over (m, k))",
-        f"  w = buf{step.w.buffer}  (packed int8 [{groups}][{step.n_pad}][4])",
+        f"  w = buf{step.w.buffer}  (packed int8 [{int(step.n_pad) // PANEL}][{groups}][{PANEL}][4])",
         f"  comp = buf{step.comp.buffer}  (int32 [{step.n_pad}]: 128 * colsum(w))",
     ]
     if step.epilogue == "scaled":

@@ -11,18 +11,25 @@ import symexpr as se
 from symexpr.kernel import int8_pack
 
 
-@pytest.mark.parametrize("k, n", [(1, 1), (4, 64), (5, 3), (300, 100), (7, 65)])
+@pytest.mark.parametrize("k, n", [(1, 1), (4, 64), (5, 3), (300, 100), (7, 65), (9, 130)])
 def test_layout(k, n):
     rng = np.random.default_rng(k * n)
     w = rng.integers(-128, 127, size=(k, n), endpoint=True).astype(np.int8)
     p = int8_pack.pack_weight(w)
     groups = -(-k // 4)
-    assert p.data.shape == (groups, p.n_pad, 4) and p.data.dtype == np.int8
+    panel = int8_pack.PANEL
+    assert p.data.shape == (p.n_pad // panel, groups, panel, 4) and p.data.dtype == np.int8
     assert p.n_pad % int8_pack.N_ALIGN == 0 and p.n_pad - n < int8_pack.N_ALIGN
+    assert int8_pack.N_ALIGN % panel == 0 and panel * 4 == 64  # one group of a panel: one cache line
     for g, j, b in [(0, 0, 0), (groups - 1, n - 1, (k - 1) % 4), (groups // 2, n // 2, 1 % min(k, 4))]:
         if 4 * g + b < k:
-            assert p.data[g, j, b] == w[4 * g + b, j]
-    flat = p.data.transpose(0, 2, 1).reshape(groups * 4, p.n_pad)
+            assert p.data[j // panel, g, j % panel, b] == w[4 * g + b, j]
+    # byte offset of w[kk, j] in the flat buffer: a panel's groups are contiguous
+    flat_bytes = p.data.reshape(-1)
+    for kk, j in [(0, 0), (k - 1, n - 1), (k // 2, n // 2)]:
+        at = (j // panel) * groups * panel * 4 + (kk // 4) * panel * 4 + (j % panel) * 4 + kk % 4
+        assert flat_bytes[at] == w[kk, j]
+    flat = p.data.transpose(1, 3, 0, 2).reshape(groups * 4, p.n_pad)
     assert not flat[k:].any() and not flat[:, n:].any()  # zero padding
     np.testing.assert_array_equal(int8_pack.unpack_weight(p), w)
     np.testing.assert_array_equal(p.comp[:n], 128 * w.astype(np.int64).sum(axis=0))

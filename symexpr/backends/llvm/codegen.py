@@ -510,9 +510,8 @@ class ModuleGenerator:
                 lo = b.select(b.icmp_signed("<", b.mul(tid, chunk), extent), b.mul(tid, chunk), extent)
                 hi = b.select(b.icmp_signed("<", b.add(lo, chunk), extent), b.add(lo, chunk), extent)
                 b.call(fn_k, args + [lo, hi])
-            elif isinstance(step, QGemmKernel):
-                lo, hi = self._row_share(b, step, param(step.m), tid, nthreads)
-                b.call(fn_k, args + [lo, hi])
+            elif isinstance(step, QGemmKernel):  # the kernel splits its rows or columns itself
+                b.call(fn_k, args + [tid, nthreads])
             else:
                 with b.if_then(b.icmp_signed("==", tid, _i64(0))):
                     b.call(fn_k, args + [_i64(0), _i64(1)])
@@ -520,17 +519,6 @@ class ModuleGenerator:
                 self._barrier(b, counter, nthreads, one_thread, n)
         b.ret(ir.Constant(I32, 0))
         return fn
-
-    def _row_share(self, b, step, m, tid, nthreads):
-        """This thread's rows ``[lo, hi)`` of an int8 GEMM: whole row tiles of its variant, split evenly."""
-        mr = _i64(qgemm.rows_per_tile(self.module.cpu_target, step))
-        tiles = b.sdiv(b.add(m, b.sub(mr, _i64(1))), mr)
-        chunk = b.mul(b.sdiv(b.add(tiles, b.sub(nthreads, _i64(1))), nthreads), mr)
-        lo = b.mul(tid, chunk)
-        lo = b.select(b.icmp_signed("<", lo, m), lo, m)
-        hi = b.add(lo, chunk)
-        hi = b.select(b.icmp_signed("<", hi, m), hi, m)
-        return lo, hi
 
     def _barrier(self, b, counter, nthreads, one_thread, n):
         """Wait until every thread has finished kernel ``n``.

@@ -28,17 +28,35 @@ Never emit an intrinsic the target lacks: LLVM aborts the process ("Cannot
 select").  All variants compute the same int32 sums, modulo 2^32 as NumPy's
 int32 matmul does, so results are identical.
 
-Loop nest of one thread (rows ``[start, stop)``)::
+Work split.  The function is called with the thread's index and the thread
+count and computes its own share (:func:`_share`): whole row tiles when there
+are at least :data:`ROW_TILES_PER_THREAD` of them per thread, otherwise (small
+batches) every row and an even share of the column tiles.
+
+Loop nest of one thread (rows ``[start, stop)``, column tiles ``[clo, chi)``)::
 
     for each K block of KC groups of 4:              (literal count; K is a literal)
       for each N block of NC columns:
-        for each tile of MR rows:
-          pack the tile's activation bytes of this K block, xor 0x80 (stack buffer)
+        for each block of MC rows (a multiple of MR):
+          pack the block's activation bytes of this K block, xor 0x80 (stack buffer, MC x 4 KC)
           for each column block of NB = NV * lanes columns in the N block:
-            MR x NV vector accumulators <- 0, or the int32 partial sums kept in ``out``
-            for each group of 4 in the K block:
-              broadcast 4 activation bytes per row; load NV weight vectors; MR x NV dot products
-            last K block: epilogue to ``out``; else: partial sums to ``out`` (as int32 bits)
+            for each tile of MR rows in the row block:
+              MR x NV vector accumulators <- 0, or the int32 partial sums kept in ``out``
+              for each group of 4 in the K block:
+                broadcast 4 activation bytes per row; load NV weight vectors; MR x NV dot products
+              last K block: epilogue to ``out``; else: partial sums to ``out`` (as int32 bits)
+
+The weight panel of a column block (:mod:`~symexpr.kernel.int8_pack`: 16
+columns, 64 bytes per group of 4, contiguous down K) is one sequential stream
+of ``64 * KC`` bytes per K block, which the row tiles of a row block read in
+turn (from L1 for small KC, else L2), with a software prefetch ``prefetch``
+bytes ahead; the row block's packed activations (``MC * 4 KC`` bytes, on the
+stack) stay in L2 while every column block of the N block reuses them.  A
+large KC (1024 groups: K up to 4096 in one block) avoids most round trips of
+the int32 partial sums through ``out``.  The register tiles fit the 16 ymm
+registers of AVX2 (MR x NV accumulators, NV weights, the broadcast, the ones
+vector of ``vpmaddwd``, one temporary): the inner loop's assembly has no
+spills (the tests check it for every variant).
 
 The tile edges (rows past ``stop``, columns past N) are computed on the packed
 buffers (stale activation rows, zero weight padding) and never stored: the
@@ -55,7 +73,7 @@ from llvmlite import ir
 from symexpr.backends.llvm import scalar_ops as so
 from symexpr.backends.llvm.irloop import CountedLoop
 from symexpr.backends.llvm.scalar_ops import F32, I1, I8, I16, I32, I64
-from symexpr.kernel.int8_pack import ACTIVATION_SHIFT, N_ALIGN
+from symexpr.kernel.int8_pack import ACTIVATION_SHIFT, N_ALIGN, PANEL
 
 
 
@@ -64,7 +82,10 @@ class Variant:
     """One way to compute the kernel: its dot product and register blocking.
 
     ``lanes`` int32 lanes per vector, ``rows`` (MR) x ``vectors`` (NV) vector
-    accumulators; ``kc`` groups of 4 per K block; ``nc`` columns per N block.
+    accumulators; ``kc`` groups of 4 per K block; ``nc`` columns per N block;
+    ``mc`` rows per packed activation block (rounded down to a multiple of MR,
+    at least MR, and capped so the block takes at most :data:`APACK_BYTES`);
+    ``prefetch``: bytes ahead in each weight panel to prefetch (0: none).
     """
 
     name: str
@@ -73,6 +94,13 @@ class Variant:
     vectors: int
     kc: int = 256
     nc: int = 256
+    mc: int = 0
+    prefetch: int = 0
+
+    @property
+    def row_block(self) -> int:
+        """Rows per packed activation block (MC, a multiple of MR)."""
+        return max(self.rows, self.mc // self.rows * self.rows)
 
     @property
     def cols(self) -> int:
@@ -80,15 +108,18 @@ class Variant:
         return self.lanes * self.vectors
 
 
-#: The variants, by name (tile shapes tuned on the machines the docs name).
+#: The variants, by name.  The AVX2 ones' tiles and blocking were measured on an AMD Zen 3 (docs/llvm-backend.md);
+#: the VNNI ones follow the same structure, blocked by analogy (not yet run on VNNI hardware).
 VARIANTS = {
-    "avx512-vnni": Variant("avx512-vnni", 16, 4, 4, kc=256, nc=256),
-    "avx-vnni": Variant("avx-vnni", 8, 6, 2, kc=256, nc=256),
-    "avx2-maddubs": Variant("avx2-maddubs", 8, 4, 2, kc=256, nc=256),
-    "avx2-madd16": Variant("avx2-madd16", 8, 6, 1, kc=256, nc=256),
-    "generic-avx2": Variant("generic", 8, 4, 2, kc=256, nc=256),
-    "generic": Variant("generic", 4, 4, 2, kc=256, nc=256),
+    "avx512-vnni": Variant("avx512-vnni", 16, 4, 4, kc=512, nc=256, mc=24, prefetch=512),
+    "avx-vnni": Variant("avx-vnni", 8, 6, 2, kc=1024, nc=1024, mc=12, prefetch=512),
+    "avx2-maddubs": Variant("avx2-maddubs", 8, 4, 2, kc=1024, nc=1024, mc=16, prefetch=512),
+    "avx2-madd16": Variant("avx2-madd16", 8, 6, 1, kc=1024, nc=1024, mc=6, prefetch=512),
+    "generic-avx2": Variant("generic", 8, 4, 2, kc=1024, nc=256, mc=4),
+    "generic": Variant("generic", 4, 4, 2, kc=1024, nc=256, mc=4),
 }
+#: Most bytes of packed activations (MC rows x KC groups of 4) a thread keeps on its stack.
+APACK_BYTES = 1 << 17
 
 
 def choose_variant(cpu_target, weight_bits: int) -> Variant:
@@ -115,9 +146,33 @@ def choose_variant(cpu_target, weight_bits: int) -> Variant:
     return VARIANTS["generic"]
 
 
-def rows_per_tile(cpu_target, kernel) -> int:
-    """MR of the variant generated for ``kernel``: threads split the rows in multiples of it."""
-    return choose_variant(cpu_target, kernel.weight_bits).rows
+#: A thread's share is whole row tiles while there are at least this many row tiles per thread;
+#: with fewer rows (small batches) the threads split the column tiles instead.
+ROW_TILES_PER_THREAD = 4
+
+
+def _share(b, var, m, ncb, tid, nthreads):
+    """Thread ``tid`` of ``nthreads``'s rows ``[lo, hi)`` and column tiles ``[clo, chi)``.
+
+    Rows are split in whole row tiles when ``m`` has at least
+    :data:`ROW_TILES_PER_THREAD` tiles per thread (or the columns have fewer tiles
+    than threads); otherwise every thread takes all rows and an even share of the
+    column tiles.
+    """
+    def split(total, unit):
+        units = b.sdiv(b.add(total, _c(unit - 1)), _c(unit))
+        chunk = b.mul(b.sdiv(b.add(units, b.sub(nthreads, _c(1))), nthreads), _c(unit))
+        lo = _min(b, b.mul(tid, chunk), total)
+        return lo, _min(b, b.add(lo, chunk), total)
+
+    row_tiles = b.sdiv(b.add(m, _c(var.rows - 1)), _c(var.rows))
+    by_rows = b.or_(b.icmp_signed(">=", row_tiles, b.mul(nthreads, _c(ROW_TILES_PER_THREAD))),
+                    b.icmp_signed("<", _c(ncb), nthreads))
+    lo, hi = split(m, var.rows)
+    clo, chi = split(_c(ncb), 1)
+    zero = _c(0)
+    return (b.select(by_rows, lo, zero), b.select(by_rows, hi, m),
+            b.select(by_rows, zero, clo), b.select(by_rows, _c(ncb), chi))
 
 
 # -- small IR helpers ------------------------------------------------------------------------
@@ -228,7 +283,10 @@ _PAIRED = ("avx2-madd16", "generic")
 
 # -- the kernel function -----------------------------------------------------------------------------
 def qgemm_function(gen, kernel, buffers):
-    """Emit the function of ``kernel`` in ``gen``'s module: ``(buffers..., params, start, stop)``, rows ``[start, stop)``.
+    """Emit the function of ``kernel`` in ``gen``'s module: ``(buffers..., params, tid, nthreads)``.
+
+    The function computes thread ``tid``'s share of the product (see :func:`_share`):
+    the caller passes the thread's index and the thread count, not a range.
 
     Parameters
     ----------
@@ -250,15 +308,14 @@ def qgemm_function(gen, kernel, buffers):
     fn, b = gen._kernel_function(kernel, buffers)
     fn.attributes.add("nounwind")
     args = {buf: arg for buf, arg in zip(buffers, fn.args)}
-    start, stop = fn.args[len(buffers) + 1], fn.args[len(buffers) + 2]
-    _Emitter(gen, kernel, var, b, args, start, stop).emit()
+    tid, nthreads = fn.args[len(buffers) + 1], fn.args[len(buffers) + 2]
+    _Emitter(gen, kernel, var, b, args, tid, nthreads).emit()
     return fn
 
 
 class _Emitter:
-    def __init__(self, gen, kernel, var, b, args, start, stop):
+    def __init__(self, gen, kernel, var, b, args, tid, nthreads):
         self.gen, self.k, self.var, self.b = gen, kernel, var, b
-        self.start, self.stop = start, stop
         self.num = gen.num
         self.dot = _DOTS[var.name]
         self.vec = ir.VectorType(I32, var.lanes)
@@ -271,6 +328,7 @@ class _Emitter:
         self.n_kblocks = -(-self.groups // self.kc)
         self.ncb = -(-N // var.cols)  # column tiles
         self.nc_tiles = max(1, var.nc // var.cols)  # column tiles per N block
+        self.start, self.stop, self.col_lo, self.col_hi = _share(b, var, self.num(kernel.m), self.ncb, tid, nthreads)
         ptr = lambda access, ty: b.bitcast(args[access.buffer], ty.as_pointer())  # noqa: E731
         self.x = b.gep(ptr(kernel.x, I8), [self.num(kernel.x.offset)])
         self.w = ptr(kernel.w, I8)
@@ -288,15 +346,19 @@ class _Emitter:
         self.x_rs = self.num(kernel.x.strides[0])
         self.out_rs = self.num(kernel.out.strides[0])
         # stack buffers: the packed activation tile and the accumulator tile (zeroed once: always defined)
-        mr, nb = var.rows, var.cols
-        self.apack = b.bitcast(_aligned_alloca(b, ir.ArrayType(self.a_ty, mr * self.kcb), "apack"), self.a_ty.as_pointer())
+        mr, nb, mc = var.rows, var.cols, var.row_block
+        while mc > mr and mc * self.kcb * (self.a_ty.width // 8) > APACK_BYTES:
+            mc -= mr
+        self.mc = mc
+        apack = _aligned_alloca(b, ir.ArrayType(self.a_ty, mc * self.kcb), "apack")
+        self.apack = b.bitcast(apack, self.a_ty.as_pointer())
         self.tile = b.bitcast(_aligned_alloca(b, ir.ArrayType(I32, mr * nb), "tile"), I32.as_pointer())
-        self._zero(self.apack, mr * self.kcb, self.a_ty)
+        self._zero(self.apack, mc * self.kcb, self.a_ty)
         self._zero(self.tile, mr * nb, I32)
         # the generic variant accumulates pair sums, two lanes per column (see _dot_generic)
         self.acc_ty = ir.VectorType(I32, var.lanes * (2 if var.name in _PAIRED else 1))
         self.accs = [[b.alloca(self.acc_ty, name=f"acc{r}_{v}") for v in range(var.vectors)] for r in range(mr)]
-        self.counters = {name: b.alloca(I64, name=name) for name in ("kb", "jc", "i0", "jr", "g", "r", "t", "j")}
+        self.counters = {name: b.alloca(I64, name=name) for name in ("kb", "jc", "i0", "jr", "ir", "g", "r", "t", "j")}
 
     def _zero(self, ptr, count, ty):
         b = self.b
@@ -312,22 +374,25 @@ class _Emitter:
             kbytes = _min(b, _c(self.kcb), b.sub(_c(self.k.k), b.mul(g0, _c(4))))
             first = b.icmp_signed("==", kb, _c(0))
             last = b.icmp_signed("==", kb, _c(self.n_kblocks - 1))
-            with CountedLoop(b, c["jc"], _c(0), _c(self.ncb), self.nc_tiles, name="nblock") as jc:
-                jc_end = _min(b, b.add(jc, _c(self.nc_tiles)), _c(self.ncb))
-                with CountedLoop(b, c["i0"], self.start, self.stop, var.rows, name="rowtile") as i0:
-                    rows = _min(b, _c(var.rows), b.sub(self.stop, i0))
-                    self._pack_rows(i0, rows, g0, kbytes)
+            with CountedLoop(b, c["jc"], self.col_lo, self.col_hi, self.nc_tiles, name="nblock") as jc:
+                jc_end = _min(b, b.add(jc, _c(self.nc_tiles)), self.col_hi)
+                with CountedLoop(b, c["i0"], self.start, self.stop, self.mc, name="rowblock") as i0:
+                    mrows = _min(b, _c(self.mc), b.sub(self.stop, i0))
+                    self._pack_rows(i0, mrows, g0, kbytes)
                     with CountedLoop(b, c["jr"], jc, jc_end, name="coltile") as jr:
                         col0 = b.mul(jr, _c(var.cols))
                         cols = _min(b, _c(var.cols), b.sub(_c(self.k.n), col0))
-                        self._init_accs(first, i0, rows, col0, cols)
-                        self._micro(g0, glen, col0)
-                        self._store_accs()
-                        with b.if_else(last) as (then, otherwise):
-                            with then:
-                                self._epilogue(i0, rows, col0, cols)
-                            with otherwise:
-                                self._copy_tile(i0, rows, col0, cols, to_out=True)
+                        with CountedLoop(b, c["ir"], _c(0), mrows, var.rows, name="rowtile") as ir_:
+                            row0 = b.add(i0, ir_)
+                            rows = _min(b, _c(var.rows), b.sub(mrows, ir_))
+                            self._init_accs(first, row0, rows, col0, cols)
+                            self._micro(g0, glen, col0, ir_)
+                            self._store_accs()
+                            with b.if_else(last) as (then, otherwise):
+                                with then:
+                                    self._epilogue(row0, rows, col0, cols)
+                                with otherwise:
+                                    self._copy_tile(row0, rows, col0, cols, to_out=True)
         b.ret_void()
 
     def _pack_rows(self, i0, rows, g0, kbytes):
@@ -372,25 +437,40 @@ class _Emitter:
                     acc = _finish_generic(b, acc, self.var.lanes)
                 b.store(acc, self._tile_vec(r, v), align=self.var.lanes * 4)
 
-    def _micro(self, g0, glen, col0):
+    def _micro(self, g0, glen, col0, row_in_block):
         """The register-blocked inner loop over this K block's groups of 4."""
         b, var = self.b, self.var
-        row_stride = self.k.n_pad * 4
-        wbase = b.gep(self.w, [b.add(b.mul(g0, _c(row_stride)), b.mul(col0, _c(4)))])
+        group_bytes = PANEL * 4
+        panel_bytes = self.groups * group_bytes
+        # vector v of the tile: columns col0 + v * lanes .. in panel (col0 + v * lanes) / PANEL
+        wbases = []
+        for v in range(var.vectors):
+            col = b.add(col0, _c(v * var.lanes))
+            at = b.add(b.mul(b.udiv(col, _c(PANEL)), _c(panel_bytes)), b.mul(b.urem(col, _c(PANEL)), _c(4)))
+            wbases.append(b.gep(self.w, [b.add(at, b.mul(g0, _c(group_bytes)))]))
+        abase = b.gep(self.apack, [b.mul(row_in_block, _c(self.kcb))])
         with CountedLoop(b, self.counters["g"], _c(0), glen, name="k4") as g:
-            wrow = b.gep(wbase, [b.mul(g, _c(row_stride))])
+            step = b.mul(g, _c(group_bytes))
+            if var.prefetch:
+                for v in range(0, var.vectors, max(1, PANEL // var.lanes)):
+                    self._prefetch(b.gep(wbases[v], [b.add(step, _c(var.prefetch))]))
             weights = [
-                b.load(b.bitcast(b.gep(wrow, [_c(v * var.lanes * 4)]), self.vec.as_pointer()), align=1)
+                b.load(b.bitcast(b.gep(wbases[v], [step]), self.vec.as_pointer()), align=1)
                 for v in range(var.vectors)
             ]
             for r in range(var.rows):
                 quad_ty = ir.IntType(self.a_ty.width * 4)
-                at = b.gep(self.apack, [b.add(_c(r * self.kcb), b.mul(g, _c(4)))])
+                at = b.gep(abase, [b.add(_c(r * self.kcb), b.mul(g, _c(4)))])
                 quad = b.load(b.bitcast(at, quad_ty.as_pointer()), align=quad_ty.width // 8)
                 a = b.bitcast(_broadcast(b, quad, var.lanes * 32 // quad_ty.width), self.vec)
                 for v in range(var.vectors):
                     slot = self.accs[r][v]
                     b.store(self.dot(b, b.load(slot), a, weights[v], var.lanes), slot)
+
+    def _prefetch(self, ptr):
+        b = self.b
+        fn = _declare(b.module, "llvm.prefetch.p0", ir.VoidType(), [ir.PointerType(I8), I32, I32, I32])
+        b.call(fn, [b.bitcast(ptr, ir.PointerType(I8)), _c(0, I32), _c(3, I32), _c(1, I32)])
 
     def _copy_tile(self, i0, rows, col0, cols, to_out):
         """Partial sums between K blocks: the valid part of the tile to ``out`` (int32 bits) or back."""

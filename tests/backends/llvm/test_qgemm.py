@@ -8,6 +8,9 @@ the host can run are also run.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -157,7 +160,7 @@ def test_plan_text_shows_the_step():
     f, _ = _build(10, wq, 8, True, True, True, True)
     f(np.ones((4, 10), np.int8), np.ones((4, 1), np.float32))
     text = f._compiled.plan.text()
-    assert "qgemm" in text and "m=4 n=6 k=10" in text and "packed int8 [3][64][4]" in text
+    assert "qgemm" in text and "m=4 n=6 k=10" in text and "packed int8 [4][3][16][4]" in text
     assert "float32(acc) * sx[i] * sw[j] + bias[j]" in text
 
 
@@ -174,6 +177,31 @@ def test_k_65536_extreme_values_do_not_overflow():
     want = _reference(xq, wq)
     assert abs(int(want[0, 0])) == k * 128 * 127
     _bits_equal(got, want)
+
+
+@pytest.mark.parametrize("weight_bits", [8, 7])
+@pytest.mark.parametrize("tuning", [None, {"kc": 64, "mc": 1000, "nc": 32}, {"kc": 300, "prefetch": 0}])
+def test_several_k_blocks_row_blocks_and_threads(monkeypatch, weight_bits, tuning):
+    """K longer than one K block (partial sums kept in ``out``), a partial last group of 4, row blocks of
+    several row tiles with a ragged last one, N blocks and edge columns; tunings that change the blocking
+    (an MC the stack cap must shrink, KC that does not divide K, no prefetch) give the same bits."""
+    if tuning is not None:
+        for name, var in list(qgemm.VARIANTS.items()):
+            monkeypatch.setitem(qgemm.VARIANTS, name, dataclasses.replace(var, **tuning))
+    rng = np.random.default_rng(11)
+    k, n = 4 * 1024 + 7, 70
+    wq = _weight(rng, k, n, weight_bits)
+    f, consts = _build(k, wq, weight_bits, True, True, True, True)
+    old = se.backends.llvm.get_num_threads()
+    try:
+        for threads, m in ((1, 37), (2, 37), (2, 3)):
+            se.backends.llvm.set_num_threads(threads)
+            xq = _activations(rng, (m, k))
+            sx = rng.random((m, 1)).astype(np.float32)
+            (got,) = f(xq, sx)
+            _bits_equal(got, _reference(xq, wq, sx, consts["sw"], consts["bias"], weight_bits))
+    finally:
+        se.backends.llvm.set_num_threads(old)
 
 
 def test_nan_and_inf_scales_propagate():
@@ -197,22 +225,27 @@ def test_nan_and_inf_scales_propagate():
     _bits_equal(got, _reference(xq, wq, sxv, swv, bv))
 
 
-def test_threads_give_the_same_result():
+@pytest.mark.parametrize("weight_bits", [8, 7])
+def test_threads_give_the_same_result(weight_bits):
+    """Many rows: threads split the row tiles; few rows (1 to 13, with 3 threads fewer than 4 row tiles
+    each): they split the column tiles; 2 or 3 column tiles (n <= 48) and several threads: the rows again."""
     rng = np.random.default_rng(6)
-    k, n = 333, 150
-    wq = _weight(rng, k, n, 8)
-    f, consts = _build(k, wq, 8, True, True, True, True)
-    xq = _activations(rng, (97, k))
-    sx = rng.random((97, 1)).astype(np.float32)
-    want = _reference(xq, wq, sx, consts["sw"], consts["bias"])
-    old = se.backends.llvm.get_num_threads()
-    try:
-        for threads in (1, 2, 3):
-            se.backends.llvm.set_num_threads(threads)
-            (got,) = f(xq, sx)
-            _bits_equal(got, want)
-    finally:
-        se.backends.llvm.set_num_threads(old)
+    k = 333
+    for n in (150, 1100, 20, 33):
+        wq = _weight(rng, k, n, weight_bits)
+        f, consts = _build(k, wq, weight_bits, True, True, True, True)
+        for m in (97, 13, 5, 1):
+            xq = _activations(rng, (m, k))
+            sx = rng.random((m, 1)).astype(np.float32)
+            want = _reference(xq, wq, sx, consts["sw"], consts["bias"], weight_bits)
+            old = se.backends.llvm.get_num_threads()
+            try:
+                for threads in (1, 2, 3):
+                    se.backends.llvm.set_num_threads(threads)
+                    (got,) = f(xq, sx)
+                    _bits_equal(got, want)
+            finally:
+                se.backends.llvm.set_num_threads(old)
 
 
 def test_strided_and_non_constant_operands():
@@ -280,6 +313,13 @@ def test_variant_for_target(monkeypatch, name, weight_bits):
         assert "vpdpbusd" not in asm
     if expected == "generic":
         assert "pmaddubsw" not in asm
+    variant = qgemm.choose_variant(cpu, weight_bits)
+    if variant.prefetch:
+        assert "prefetcht0" in asm, f"{name}: no prefetch"
+    if expected != "generic":
+        loop = _inner_loop(asm)
+        assert loop is not None, f"{name}: no multiply loop found"
+        assert not re.search(r"%[xyz]mm\d+, -?\d*\(%rsp\)", loop), f"{name}: the inner loop spills:\n{loop}"
     if not runnable:
         return
     rng = np.random.default_rng(10)
@@ -288,6 +328,21 @@ def test_variant_for_target(monkeypatch, name, weight_bits):
         sx = rng.random((m, 1)).astype(np.float32)
         (got,) = f(xq, sx)
         _bits_equal(got, _reference(xq, wq, sx, consts["sw"], consts["bias"], weight_bits))
+
+
+def _inner_loop(asm):
+    """The smallest loop (a label and the backward jump to it) holding at least four byte dot products."""
+    lines = asm.splitlines()
+    labels = {line.rstrip(":"): i for i, line in enumerate(lines) if re.match(r"^\.LBB\S+:$", line)}
+    best = None
+    for i, line in enumerate(lines):
+        m = re.match(r"\s+j\w+\s+(\.LBB\S+)$", line)
+        if m and labels.get(m.group(1), i) < i:
+            body = lines[labels[m.group(1)]: i + 1]
+            if sum(bool(re.search(r"vpmaddwd|vpmaddubsw|vpdpbusd", x)) for x in body) >= 4:
+                if best is None or len(body) < len(best):
+                    best = body
+    return None if best is None else "\n".join(best)
 
 
 def test_misspelled_intrinsic_is_caught_by_the_loader(monkeypatch):
