@@ -36,6 +36,12 @@ def schedule_plan(plan):
     """
     segments, schedule, work = [], [], []
     current = []
+    # Batched GEMMs run on the pool (BLAS single-threaded) only when no single GEMM wakes BLAS's own
+    # threads anyway: once woken, OpenBLAS's workers poll for ~0.1 s and compete with the pool, so a
+    # plan whose other heavy steps are the pool's (int8 linears) keeps BLAS's threads asleep; a plan
+    # with fp32 linears lets BLAS thread its attention GEMMs too (faster: concurrent single-threaded
+    # calls of small GEMMs did not scale).
+    pool_blas = not any(isinstance(s, GemmKernel) and not s.batch for s in plan.steps)
 
     def flush():
         if current:
@@ -51,7 +57,9 @@ def schedule_plan(plan):
             flush()
             segments.append([i])
             schedule.append(("native", len(segments) - 1))
-            work.append(0)  # BLAS runs its own threads
+            # Work > 0: the batch entries run on the pool's threads (see runtime.PoolBlasSegment);
+            # 0: the calling thread runs them, BLAS threading each GEMM.
+            work.append(step.work if step.batch and pool_blas else 0)
         else:
             flush()
             schedule.append(("host", step))
@@ -92,6 +100,9 @@ class LLVMModule:
             if cache is not None:
                 cache.store(key, object_code, {"segments": len(self.segments), "steps": len(template.steps)})
         self.loaded = loader.LoadedModule(object_code, len(self.segments)) if self.segments else None
+        for index, steps in enumerate(self.segments):
+            if len(steps) == 1 and isinstance(steps[0], GemmKernel) and steps[0].batch:
+                self.loaded.entries[index] = runtime.PoolBlasSegment(self.loaded.entries[index])
 
     @property
     def source(self) -> str:

@@ -453,7 +453,9 @@ class ModuleGenerator:
                 ]
                 b.call(gemm, args)
                 return
-            with CountedLoop(b, counters[d], _i64(0), self.num(kernel.batch[d])) as i:
+            # The first batch dim runs over the caller's [start, stop): the segment splits it across threads.
+            lo, hi = (fn.args[-2], fn.args[-1]) if d == 0 else (_i64(0), self.num(kernel.batch[d]))
+            with CountedLoop(b, counters[d], lo, hi) as i:
                 level(d + 1, index + [i])
 
         level(0, [])
@@ -497,6 +499,13 @@ class ModuleGenerator:
                 return b.gep(base, [param(spec.index)])
             return base
 
+        def share(extent):
+            """This thread's ``[lo, hi)`` of ``range(extent)``: equal chunks in thread order."""
+            chunk = b.sdiv(b.add(extent, b.sub(nthreads, _i64(1))), nthreads)
+            lo = b.select(b.icmp_signed("<", b.mul(tid, chunk), extent), b.mul(tid, chunk), extent)
+            hi = b.select(b.icmp_signed("<", b.add(lo, chunk), extent), b.add(lo, chunk), extent)
+            return lo, hi
+
         counter = b.bitcast(b.gep(slot_data(self.sync_slot), [_i64(8 * k)]), I64.as_pointer())
         self._spin_counter = b.alloca(I64, name="spins")
         one_thread = b.icmp_signed("<=", nthreads, _i64(1))
@@ -505,14 +514,12 @@ class ModuleGenerator:
             fn_k, first_param = self.kernel_function(step)
             args = [buffer_ptr(buf) for buf in self.kernel_buffers(step)] + [b.gep(params, [_i64(first_param)])]
             if isinstance(step, LoopKernel):
-                extent = param(step.outer[0])
-                chunk = b.sdiv(b.add(extent, b.sub(nthreads, _i64(1))), nthreads)
-                lo = b.select(b.icmp_signed("<", b.mul(tid, chunk), extent), b.mul(tid, chunk), extent)
-                hi = b.select(b.icmp_signed("<", b.add(lo, chunk), extent), b.add(lo, chunk), extent)
-                b.call(fn_k, args + [lo, hi])
+                b.call(fn_k, args + list(share(param(step.outer[0]))))
             elif isinstance(step, QGemmKernel):  # the kernel splits its rows or columns itself
                 b.call(fn_k, args + [tid, nthreads])
-            else:
+            elif step.batch:  # a batched GEMM: each thread calls BLAS (single-threaded) on its batch entries
+                b.call(fn_k, args + list(share(param(step.batch[0]))))
+            else:  # one GEMM: BLAS threads it
                 with b.if_then(b.icmp_signed("==", tid, _i64(0))):
                     b.call(fn_k, args + [_i64(0), _i64(1)])
             if n < len(steps) - 1:

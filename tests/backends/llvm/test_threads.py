@@ -328,3 +328,50 @@ def test_many_more_threads_than_cores_still_agree():
                 np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     finally:
         set_num_threads(before)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5, 33])
+def test_batched_gemm_runs_its_batch_on_the_pool_with_single_threaded_blas(batch):
+    """Each pool thread calls BLAS on its share of the batch; BLAS's own thread count is restored after."""
+    from symexpr.backends.llvm import schedule_plan
+
+    a = se.tensor("a", "float32", (None, 7, 3))
+    b = se.tensor("b", "float32", (None, 3, 40))
+    f = se.function([a, b], a @ b)
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, 7, 3)).astype(np.float32)
+    y = rng.standard_normal((batch, 3, 40)).astype(np.float32)
+    set_fn, get_fn = runtime._blas_thread_functions()
+    before = get_fn() if get_fn is not None else None
+    with num_threads(2), pytest.MonkeyPatch.context() as m:
+        m.setattr(runtime, "PARALLEL_THRESHOLD", 0)
+        np.testing.assert_allclose(f(x, y), x @ y, rtol=1e-5, atol=1e-5)
+    if get_fn is not None:
+        assert get_fn() == before
+    compiled = f._compiled
+    _, _, work = schedule_plan(compiled.plan)
+    if batch > 1 or compiled.plan.steps[0].batch:
+        assert isinstance(compiled._latest().executable.schedule[0][1], runtime.PoolBlasSegment)
+        assert work[0] > 0
+
+
+def test_batched_gemm_stays_with_blas_threads_when_a_single_gemm_wakes_them():
+    from symexpr.backends.llvm import schedule_plan
+    from symexpr.kernel.ir import GemmKernel
+
+    a = se.tensor("a", "float32", (None, 7, 3))
+    b = se.tensor("b", "float32", (None, 3, 40))
+    x = se.tensor("x", "float32", (None, 40))
+    w = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
+    f = se.function([a, b, x], [a @ b, x @ w])
+    rng = np.random.default_rng(1)
+    args = (rng.standard_normal((4, 7, 3)).astype(np.float32), rng.standard_normal((4, 3, 40)).astype(np.float32),
+            rng.standard_normal((6, 40)).astype(np.float32))
+    got = f(*args)
+    np.testing.assert_allclose(got[0], args[0] @ args[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[1], args[2] @ w, rtol=1e-5, atol=1e-5)
+    plan = f._compiled.plan
+    segments, schedule, work = schedule_plan(plan)
+    seg_work = {item: w for (kind, item), w in zip(schedule, work) if kind == "native"}
+    batched = [i for i, seg in enumerate(segments) if isinstance(plan.steps[seg[0]], GemmKernel) and plan.steps[seg[0]].batch]
+    assert batched and all(seg_work[i] == 0 for i in batched)
