@@ -81,7 +81,8 @@ def print_table(title: str, objs: list, err, markdown: bool) -> None:
     info = next((o for o in objs if "threads" in o), None)
     if info:
         print("threads: " + ", ".join(f"{k} {v}" for k, v in info["threads"].items()) + ("\n" if markdown else ""))
-    header = ["batch"] + [f"{s} ms" for s in SIDES] + ["W8A8 vs fp32", "W8A8 vs torch int8", "min cos W8A8 / torch int8"]
+    header = ["batch"] + [f"{s} ms" for s in SIDES] + ["W8A8 vs fp32", "W8A8 vs torch int8", "7-bit vs torch int8",
+                                                       "min cos W8A8 / torch int8"]
     rows = []
     for o in objs:
         if "row" not in o:
@@ -94,7 +95,8 @@ def print_table(title: str, objs: list, err, markdown: bool) -> None:
 
         cos = " / ".join(f"{c[s]:.5f}" if s in c else "n/a" for s in ("symexpr W8A8", "torch int8"))
         rows.append([r["name"]] + [fmt_ms(t.get(s)) for s in SIDES]
-                    + [ratio("symexpr fp32", "symexpr W8A8"), ratio("torch int8", "symexpr W8A8"), cos])
+                    + [ratio("symexpr fp32", "symexpr W8A8"), ratio("torch int8", "symexpr W8A8"),
+                       ratio("torch int8", "symexpr W8A8 (7-bit w)"), cos])
     for line in render_table(header, rows, markdown, set(range(1, len(header) - 1))):
         print(line)
     for o in objs:
