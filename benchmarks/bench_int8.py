@@ -27,7 +27,6 @@ per library and row.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -40,38 +39,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if (ROOT / "symexpr").is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-MARK = "@@bench@@ "
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_minilm import MARK, bench, emit  # noqa: E402  (the timing rule and child protocol of every bench)
+
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "SYMEXPR_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 SHAPES = [(512, 768, 3072), (2048, 4096, 4096), (4096, 384, 1536)]
 QUICK_SHAPES = [(128, 768, 3072), (256, 1024, 1024), (512, 384, 1536)]
 SIZES = {"default": {"budget": 2.0, "shapes": SHAPES}, "quick": {"budget": 0.3, "shapes": QUICK_SHAPES}}
 #: Largest relative error (of the whole output) an int8 result may have against fp32 and pass the check.
 INT8_TOLERANCE = 0.05
-
-
-def bench(fn, budget: float) -> float:
-    """Seconds per call: one warm-up, then the best of N timed calls (N fills ``budget``, at least 3)."""
-    fn()
-    start = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - start, 1e-7)
-    repeats = max(3, min(1000, int(budget / once)))
-    best = float("inf")
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - start)
-    finally:
-        if enabled:
-            gc.enable()
-    return best
-
-
-def emit(obj) -> None:
-    print(MARK + json.dumps(obj), flush=True)
 
 
 def rel_error(y, ref) -> float:
