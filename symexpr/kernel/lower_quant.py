@@ -12,7 +12,7 @@ import numpy as np
 
 from symexpr.kernel.ir import Accumulator
 from symexpr.kernel.lower import Unsupported, lowers
-from symexpr.kernel.lowerings import _Rows
+from symexpr.kernel.lowerings import RowPasses
 from symexpr.ops import scalar as ps
 from symexpr.ops.quant import SCALE_FLOOR, QuantizeRows, qmax
 
@@ -28,7 +28,7 @@ def _quantize_rows(ctx, node):
     shaped = next((v for v in node.inputs if tuple(ctx.shape(v)) == full), None)
     if shaped is None:
         raise Unsupported("no input has the full shape")
-    rows = _Rows(ctx, node, shaped, (len(full) - 1,), "float32")
+    rows = RowPasses(ctx, node, shaped, (len(full) - 1,), "float32")
     q_out, scale_out = ctx.allocate(q_var), ctx.allocate(scale_var)
     loads = [rows.access(v) for v in views]
     program = node.op.program

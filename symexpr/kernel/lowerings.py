@@ -361,7 +361,7 @@ def _fused_reduce(ctx, node):
 
 
 # -- row kernels: var and the nn ops --------------------------------------------------
-class _Rows:
+class RowPasses:
     """Helper for kernels that make several passes over the rows of one input."""
 
     def __init__(self, ctx, node, x, axes, work_dtype):
@@ -407,7 +407,7 @@ def _work_dtype(dtype) -> str:
 def _softmax(ctx, node):
     out_var = node.outputs[0]
     work = _work_dtype(out_var.dtype)
-    rows = _Rows(ctx, node, node.inputs[0], node.op.axis, work)
+    rows = RowPasses(ctx, node, node.inputs[0], node.op.axis, work)
     out = ctx.allocate(out_var)
     x_load = rows.access(rows.x)
     log = isinstance(node.op, nnet.LogSoftmax)
@@ -441,7 +441,7 @@ def _softmax(ctx, node):
 def _logsumexp(ctx, node):
     out_var = node.outputs[0]
     work = _work_dtype(out_var.dtype)
-    rows = _Rows(ctx, node, node.inputs[0], node.op.axis, work)
+    rows = RowPasses(ctx, node, node.inputs[0], node.op.axis, work)
     out = ctx.allocate(out_var)
     x_load = rows.access(rows.x)
 
@@ -467,7 +467,7 @@ def _norm(ctx, node):
     out_var = node.outputs[0]
     work = _work_dtype(out_var.dtype)
     x = node.inputs[0]
-    rows = _Rows(ctx, node, x, (x.ndim - 1,), work)
+    rows = RowPasses(ctx, node, x, (x.ndim - 1,), work)
     if rows.count == 0:
         raise Unsupported("empty rows")
     out = ctx.allocate(out_var)
@@ -512,7 +512,7 @@ def _var(ctx, node):
     out_var = node.outputs[0]
     dtype = out_var.dtype
     work = _accumulate_dtype(dtype)
-    rows = _Rows(ctx, node, node.inputs[0], node.op.axis, work)
+    rows = RowPasses(ctx, node, node.inputs[0], node.op.axis, work)
     out = ctx.allocate(out_var)
     x_load = rows.access(rows.x)
     n = ("size", rows.count, work)

@@ -47,6 +47,15 @@ def _collect_group(root: Apply, clients: dict, outputs: set, taken: set) -> list
     return group
 
 
+def program_of(op):
+    """The scalar program an elementwise op computes: a Fused op's own, one instruction for an Elemwise, else None."""
+    if isinstance(op, Fused):
+        return op.program
+    if isinstance(op, Elemwise):
+        return ((op.scalar_op, tuple(("in", i) for i in range(op.scalar_op.nin))),)
+    return None
+
+
 def _program(root: Apply, group: list[Apply]):
     """(program, external inputs) for a group, instructions in dependency order."""
     members = {id(n) for n in group}
@@ -72,11 +81,7 @@ def _program(root: Apply, group: list[Apply]):
     program = []
     for node in order:
         base = len(program)
-        if isinstance(node.op, Fused):
-            sub_program = node.op.program
-        else:
-            sub_program = ((node.op.scalar_op, tuple(("in", i) for i in range(len(node.inputs)))),)
-        for scalar_op, args in sub_program:
+        for scalar_op, args in program_of(node.op):
             new_args = []
             for a in args:
                 if a[0] == "tmp":

@@ -56,6 +56,12 @@ def linear_sites(fgraph) -> list[LinearSite]:
     return sites
 
 
+def read_only_by_sites(group, clients) -> bool:
+    """Whether the activation of ``group`` (sites reading one ``x``) has no reader but those sites."""
+    nodes = {id(site.node) for site in group}
+    return all(c != "output" and id(c[0]) in nodes and c[1] == 0 for c in clients.get(group[0].x, []))
+
+
 def distinct_weights(fgraph) -> None:
     """Give every linear site reading an activation of its own a weight with its own key.
 

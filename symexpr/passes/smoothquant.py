@@ -30,11 +30,17 @@ import numpy as np
 
 from symexpr.graph.basic import Constant, Variable
 from symexpr.ops import elemwise as ew
-from symexpr.ops.elemwise import Elemwise
-from symexpr.ops.fused import Fused
 from symexpr.ops.matmul import MatMul
 from symexpr.ops.nnet import LayerNorm, RMSNorm
-from symexpr.passes.linear_sites import distinct_weights, linear_sites, quant_notes, sites_by_activation, weight_key
+from symexpr.passes.fusion import program_of
+from symexpr.passes.linear_sites import (
+    distinct_weights,
+    linear_sites,
+    quant_notes,
+    read_only_by_sites,
+    sites_by_activation,
+    weight_key,
+)
 from symexpr.passes.w8a8 import QuantScheme, fake_quant_error
 
 #: Bounds on a smoothing factor (the reference clamps below at 1e-5; above, a channel calibration
@@ -124,9 +130,7 @@ class SmoothQuant:
             return
         s = smoothing_scales(act_max, w_max, alpha, x.dtype)
         inv_s = (np.float32(1) / s).astype(x.dtype)
-        site_nodes = {id(site.node) for site in group}
-        exclusive = all(c != "output" and id(c[0]) in site_nodes and c[1] == 0 for c in clients.get(x, []))
-        folded = _fold(x, inv_s, clients, notes) if exclusive else None
+        folded = _fold(x, inv_s, clients, notes) if read_only_by_sites(group, clients) else None
         where = _describe_fold(x) if folded is not None else "explicit x * (1/s)"
         x_new = folded if folded is not None else ew.mul(x, Constant(inv_s))
         replacements = {}
@@ -196,7 +200,7 @@ def _fold(var: Variable, inv_s: np.ndarray, clients, notes) -> Variable | None:
         if key in notes["smoothed"]:  # a smoothed site whose output columns now carry the next one's 1/s
             notes["smoothed"][weight_key(scaled)] = notes["smoothed"][key]
         return MatMul()(h, scaled)
-    program = _program_of(op)
+    program = program_of(op)
     if program is None or not _homogeneous(program):
         return None
     new_inputs = []
@@ -209,14 +213,6 @@ def _fold(var: Variable, inv_s: np.ndarray, clients, notes) -> Variable | None:
         new_inputs.append(folded)
     out = op.make_node(*new_inputs).outputs[0]
     return out if out.type.shape == var.type.shape else None
-
-
-def _program_of(op):
-    if isinstance(op, Fused):
-        return op.program
-    if isinstance(op, Elemwise):
-        return ((op.scalar_op, tuple(("in", i) for i in range(op.scalar_op.nin))),)
-    return None
 
 
 def _homogeneous(program) -> bool:

@@ -33,8 +33,14 @@ from symexpr.ops.quant import (
     quantize_values,
     quantize_weight,
 )
-from symexpr.passes.fusion import elementwise_expression, fuse_elemwise, fuse_reductions
-from symexpr.passes.linear_sites import distinct_weights, linear_sites, quant_notes, sites_by_activation
+from symexpr.passes.fusion import elementwise_expression, fuse_elemwise, fuse_reductions, program_of
+from symexpr.passes.linear_sites import (
+    distinct_weights,
+    linear_sites,
+    quant_notes,
+    read_only_by_sites,
+    sites_by_activation,
+)
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,6 @@ class W8A8:
 
     def _quantize_group(self, fgraph, group, notes) -> None:
         scheme = self.scheme
-        x = group[0].x
         quantizer = None
         replacements = {}
         for site in group:
@@ -201,15 +206,13 @@ class W8A8:
         """
         x = group[0].x
         if self.scheme.activations == "per_token" and static_max is None:
-            site_nodes = {id(site.node) for site in group}
-            exclusive = all(c != "output" and id(c[0]) in site_nodes for c in fgraph.clients.get(x, []))
             program, inputs = (((ps.identity, (("in", 0),)),), [x])
-            if exclusive:
+            if read_only_by_sites(group, fgraph.clients):
                 whole = elementwise_expression(x, fgraph)
                 if _cheap(whole[0]):
                     program, inputs = whole
-                elif x.owner is not None and isinstance(x.owner.op, Elemwise) and _cheap(_single(x.owner)):
-                    program, inputs = _single(x.owner), list(x.owner.inputs)
+                elif x.owner is not None and isinstance(x.owner.op, Elemwise) and _cheap(program_of(x.owner.op)):
+                    program, inputs = program_of(x.owner.op), list(x.owner.inputs)
             return quantize_rows(program, inputs)
         source, multiplier = _smoothing_multiply(x)
         source = ew.cast(source, "float32") if source.dtype != "float32" else source
@@ -254,7 +257,3 @@ _CHEAP_SCALAR_OPS = {"add", "sub", "mul", "neg", "identity", "maximum", "minimum
 def _cheap(program) -> bool:
     return all(scalar_op.name in _CHEAP_SCALAR_OPS for scalar_op, _ in program)
 
-
-def _single(node):
-    """The one-instruction program of an Elemwise node."""
-    return ((node.op.scalar_op, tuple(("in", i) for i in range(len(node.inputs)))),)

@@ -41,8 +41,9 @@ def calibrate(inputs, outputs, batches, backend: str | None = None, samples: int
         Statistics keyed by each site's weight fingerprint, the key the
         smoothing and W8A8 passes look them up by after ``fast_run``.
     """
-    compiled = function(inputs, outputs, backend=backend)
-    fgraph = compiled.fgraph
+    # The rewritten graph (the passes know no backend), without a native compile of the whole model:
+    # only the probe below runs.
+    fgraph = function(inputs, outputs, backend="numpy").fgraph
     distinct_weights(fgraph)
     groups = sites_by_activation(linear_sites(fgraph))
     stats = CalibrationStats()

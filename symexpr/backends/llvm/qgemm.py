@@ -70,9 +70,8 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from symexpr.backends.llvm import scalar_ops as so
 from symexpr.backends.llvm.irloop import CountedLoop
-from symexpr.backends.llvm.scalar_ops import F32, I1, I8, I16, I32, I64
+from symexpr.backends.llvm.scalar_ops import F32, I8, I16, I32, I64
 from symexpr.kernel.int8_pack import ACTIVATION_SHIFT, N_ALIGN, PANEL
 
 

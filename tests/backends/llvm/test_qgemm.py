@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import num_threads
 
 import symexpr as se
 from symexpr.backends.llvm import loader, qgemm, target
@@ -192,16 +193,12 @@ def test_several_k_blocks_row_blocks_and_threads(monkeypatch, weight_bits, tunin
     k, n = 4 * 1024 + 7, 70
     wq = _weight(rng, k, n, weight_bits)
     f, consts = _build(k, wq, weight_bits, True, True, True, True)
-    old = se.backends.llvm.get_num_threads()
-    try:
-        for threads, m in ((1, 37), (2, 37), (2, 3)):
-            se.backends.llvm.set_num_threads(threads)
+    for threads, m in ((1, 37), (2, 37), (2, 3)):
+        with num_threads(threads):
             xq = _activations(rng, (m, k))
             sx = rng.random((m, 1)).astype(np.float32)
             (got,) = f(xq, sx)
             _bits_equal(got, _reference(xq, wq, sx, consts["sw"], consts["bias"], weight_bits))
-    finally:
-        se.backends.llvm.set_num_threads(old)
 
 
 def test_nan_and_inf_scales_propagate():
@@ -238,14 +235,10 @@ def test_threads_give_the_same_result(weight_bits):
             xq = _activations(rng, (m, k))
             sx = rng.random((m, 1)).astype(np.float32)
             want = _reference(xq, wq, sx, consts["sw"], consts["bias"], weight_bits)
-            old = se.backends.llvm.get_num_threads()
-            try:
-                for threads in (1, 2, 3):
-                    se.backends.llvm.set_num_threads(threads)
+            for threads in (1, 2, 3):
+                with num_threads(threads):
                     (got,) = f(xq, sx)
-                    _bits_equal(got, want)
-            finally:
-                se.backends.llvm.set_num_threads(old)
+                _bits_equal(got, want)
 
 
 def test_strided_and_non_constant_operands():
