@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import symexpr as se
+from symexpr.ops.attention import causal_visible
 
 ALL_DTYPES = list(se.dtypes.SUPPORTED_DTYPES)
 FLOAT_DTYPES = ["float16", "float32", "float64"]
@@ -188,3 +189,25 @@ class Twin(UnaryOp):
 
 class Other(UnaryOp):
     pass
+
+
+def plain_attention(q, k, v, mask, scale, causal):
+    """softmax(q k^T * scale + mask) v, written out, with NumPy's NaN rules (the unfused graph's)."""
+    s = np.matmul(q, np.swapaxes(k, -1, -2)) * np.float32(scale)
+    if mask is not None:
+        s = s + mask
+    if causal:
+        s = np.where(causal_visible(q.shape[-2], k.shape[-2]), s, -np.inf)
+    with np.errstate(all="ignore"):
+        e = np.exp(s - np.max(s, axis=-1, keepdims=True)) if s.shape[-1] else s
+        p = e / np.sum(e, axis=-1, keepdims=True)
+    return np.matmul(p, v)
+
+
+def with_sink(q, k, strength=12.0):
+    """An attention sink: key 0 scores far above the others for every query (as in decoder models)."""
+    u = np.full(q.shape[-1], 1 / np.sqrt(q.shape[-1]), np.float32)
+    q = q + np.float32(strength / 3) * u
+    k = k.copy()
+    k[..., 0, :] += np.float32(strength) * u
+    return q, k

@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("compile", ("symexpr.compile.*",)),
     ("printing", ("symexpr.printing",)),
     ("api", ("symexpr", "symexpr.testing.*", "symexpr.examples.*")),
-    ("quant", ("symexpr.quant.*",)),
+    ("quant", ("symexpr.quant.*", "symexpr.attention.*")),
     ("models", ("symexpr.models.*",)),
     ("cli", ("symexpr.__main__",)),
 ]

@@ -31,6 +31,9 @@ class Function:
         The rewritten graph the backend compiled.
     backend : str
         Name of the backend that runs it.
+    side_outputs : dict
+        The last call's values of the outputs passes added to observe the
+        computation (e.g. BLASST's tile counts), by name: lists of arrays.
     """
 
     def __init__(self, inputs, outputs, fgraph, backend_name, compiled, single):
@@ -42,6 +45,9 @@ class Function:
         self._single = single
         # Backends that always return fresh arrays skip the ownership check.
         self._fresh = getattr(compiled, "returns_fresh", False)
+        self._side = dict(fgraph.annotations.get("side_outputs", {}))
+        self._n_outputs = len(self.outputs)
+        self.side_outputs: dict = {}
         #: Every change the passes made, in order: records with ``pass_name``, ``rule``, ``before`` and ``after``.
         self.rewrite_log = list(fgraph.history)
         names = [v.name for v in self.inputs if v.name]
@@ -95,6 +101,10 @@ class Function:
                 checked = [var.type.check_value(v, label) for var, v, label in zip(self.inputs, values, self._labels)]
                 break
         results = self._compiled(checked)
+        if self._side:
+            results = list(results)
+            self.side_outputs = {name: [results[i] for i in where] for name, where in self._side.items()}
+            results = results[: self._n_outputs]
         if self._fresh and len(results) == 1:
             return results[0] if self._single else results
         return self._owned(results, checked)

@@ -99,6 +99,22 @@ class FunctionGraph:
         self._order = None
         self._clients = None
 
+    # -- side outputs -------------------------------------------------------------
+    def add_side_outputs(self, name: str, variables: Iterable[Variable]) -> None:
+        """Append outputs a pass wants observed on every call, not returned to the caller.
+
+        They are recorded under ``annotations["side_outputs"][name]`` as the
+        positions they take in :attr:`outputs`; a compiled function keeps each
+        call's values of them (``Function.side_outputs``).  Adding ``name``
+        again replaces the earlier ones' record (their outputs stay).
+        """
+        variables = list(variables)
+        record = self.annotations.setdefault("side_outputs", {})
+        start = len(self.outputs)
+        self.outputs.extend(variables)
+        record[name] = list(range(start, start + len(variables)))
+        self._changed()
+
     # -- rewriting ----------------------------------------------------------------
     def set_outputs(self, outputs: list[Variable]) -> None:
         """Point the graph at new outputs of the same types (used by rewrite drivers)."""

@@ -196,10 +196,72 @@ class QGemmKernel:
         """Multiply-adds (for threading decisions)."""
         return int(self.m) * int(self.n) * int(self.k)
 
+    #: The roles :meth:`accesses` lists that the kernel writes.
+    OUTPUTS = ("out",)
+
     def accesses(self) -> tuple:
         """``(role, access)`` of every operand present, in a fixed order."""
         roles = ("x", "w", "comp", "out", "sx", "sw", "bias")
         return tuple((r, getattr(self, r)) for r in roles if getattr(self, r) is not None)
+
+
+@dataclass(frozen=True)
+class AttentionKernel:
+    """Fused attention, tile by tile with an online softmax (see :mod:`symexpr.ops.attention`).
+
+    For every point of the leading space ``lead`` (batch, heads) and every
+    query tile of ``block_q`` rows::
+
+        out[..., i, :] = softmax_j(scale * q[..., i, :] . k[..., j, :] + mask[..., i, j]) @ v
+
+    visiting key tiles of ``block_k`` keys in order and skipping a tile by the
+    BLASST rule when ``mode`` is ``"lambda"`` (``threshold`` is lambda) or
+    ``"scale_factor"`` (lambda is ``threshold / lkv``); ``"dense"`` skips
+    nothing.  ``counts`` receives ``(visited, skipped)`` key tiles per query
+    tile (int64, strides over ``lead + (tiles, 2)``).  ``q``, ``k``, ``v`` and
+    ``out`` have strides over ``lead + (rows, columns)`` with a unit last
+    stride; ``mask`` (optional) strides over ``lead + (lq, lkv)``.  All float32.
+    Like :class:`QGemmKernel`, the kernel splits its work between threads itself.
+    """
+
+    name: str
+    lead: tuple
+    lq: int
+    lkv: int
+    d: int
+    dv: int
+    q: Access
+    k: Access
+    v: Access
+    out: Access
+    counts: Access
+    mask: Access
+    scale: float
+    causal: bool
+    mode: str
+    threshold: float
+    block_q: int
+    block_k: int
+
+    #: The roles :meth:`accesses` lists that the kernel writes.
+    OUTPUTS = ("out", "counts")
+
+    @property
+    def work(self) -> int:
+        """Multiply-adds of the dense computation (for threading decisions)."""
+        points = int(np.prod([int(n) for n in self.lead], dtype=np.int64)) if self.lead else 1
+        return points * int(self.lq) * int(self.lkv) * (int(self.d) + int(self.dv))
+
+    def accesses(self) -> tuple:
+        """``(role, access)`` of every operand present, in a fixed order."""
+        roles = ("q", "k", "v", "mask", "out", "counts")
+        return tuple((r, getattr(self, r)) for r in roles if getattr(self, r) is not None)
+
+
+#: Steps that a code generator implements natively and that split their work between threads
+#: themselves (each gets the thread's index and the thread count); each lists its operands
+#: with ``accesses()`` and the written ones in ``OUTPUTS``.
+SELF_THREADED = (QGemmKernel, AttentionKernel)
 
 
 @dataclass(frozen=True)
@@ -258,6 +320,8 @@ def format_step(step) -> str:
         return f"gemm {step.name} {step.dtype} batch={step.batch} m={step.m} n={step.n} k={step.k} a={step.a} b={step.b} c={step.c}"
     if isinstance(step, QGemmKernel):
         return format_qgemm(step)
+    if isinstance(step, AttentionKernel):
+        return format_attention(step)
     lines = [f"kernel {step.name} outer={step.outer}"]
     for p, phase in enumerate(step.phases):
         lines.append(f"  phase {p} inner={phase.inner}")
@@ -292,4 +356,17 @@ def format_qgemm(step) -> str:
     else:
         epi = "acc (int32)"
     lines.append(f"  {_format_access(step.out)} = {epi}")
+    return "\n".join(lines)
+
+
+def format_attention(step) -> str:
+    """Text of an :class:`AttentionKernel`: sizes, rule and operands, one line each."""
+    rule = {"dense": "dense", "lambda": f"skip: lambda = {step.threshold:g}",
+            "scale_factor": f"skip: lambda = {step.threshold:g} / lkv"}[step.mode]
+    lines = [
+        f"attention {step.name} lead={step.lead} lq={step.lq} lkv={step.lkv} d={step.d} dv={step.dv} "
+        f"scale={step.scale:g}{' causal' if step.causal else ''} tiles={step.block_q}x{step.block_k} {rule}",
+    ]
+    for role, access in step.accesses():
+        lines.append(f"  {role} = {_format_access(access)}")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ from symexpr.kernel.ir import (
     LoopKernel,
     Phase,
     Plan,
-    QGemmKernel,
+    SELF_THREADED,
 )
 from symexpr.ops import scalar as ps
 from symexpr.graph.text import infix_text
@@ -419,8 +419,10 @@ def step_buffers(step, views) -> tuple[set, set]:
         return {views[id(v)].buffer for v in step.node.inputs if id(v) in views}, set(step.outputs)
     if isinstance(step, GemmKernel):
         return {step.a.buffer, step.b.buffer}, {step.c.buffer}
-    if isinstance(step, QGemmKernel):
-        return {a.buffer for role, a in step.accesses() if role != "out"}, {step.out.buffer}
+    if isinstance(step, SELF_THREADED):
+        accesses = step.accesses()
+        return ({a.buffer for role, a in accesses if role not in step.OUTPUTS},
+                {a.buffer for role, a in accesses if role in step.OUTPUTS})
     read, written = set(), set()
     for phase in step.phases:
         read.update(a.buffer for a in phase.loads)

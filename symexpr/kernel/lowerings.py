@@ -8,9 +8,10 @@ from numpy.lib.stride_tricks import as_strided
 from symexpr.dtypes import canonical_dtype
 from symexpr.graph.basic import Constant
 from symexpr.kernel.int8_pack import packed_weight
-from symexpr.kernel.ir import Access, Accumulator, GemmKernel, Instr, LoopKernel, Phase, QGemmKernel
+from symexpr.kernel.ir import Access, Accumulator, AttentionKernel, GemmKernel, Instr, LoopKernel, Phase, QGemmKernel
 from symexpr.kernel.lower import Unsupported, View, collapse, contiguous_strides, lowers
 from symexpr.ops import nnet
+from symexpr.ops.attention import Attention
 from symexpr.ops import scalar as ps
 from symexpr.ops.elemwise import Elemwise
 from symexpr.ops.fused import Fused, FusedReduce
@@ -780,6 +781,65 @@ def _qlinear(ctx, node):
         QGemmKernel(
             ctx.kernel_name(node), m, n, k, packed.n_pad, x_acc, Access(w_buf, 0, ()), Access(comp_buf, 0, ()),
             out_acc, "scaled" if op.scaled else "int32", op.weight_bits, **extra,
+        )
+    )
+
+
+#: Head dims the attention kernel takes (its tiles live on the stack); larger ones run on the host.
+ATTENTION_MAX_HEAD_DIM = 512
+
+
+@lowers(Attention)
+def _attention(ctx, node):
+    """An :class:`AttentionKernel` for float32 attention; other dtypes (and huge head dims) run on the host.
+
+    Operands whose last stride is not 1 (a transposed head layout) are
+    copied to contiguous temps first; any other layout (the (B, L, H, d)
+    view of a reshape/transpose, broadcast GQA heads, broadcast masks) is read
+    in place through its strides.
+    """
+    op = node.op
+    if any(v.dtype != "float32" for v in node.inputs):
+        raise Unsupported("attention kernels are float32 only")
+    out_var, counts_var = node.outputs
+    lead = tuple(ctx.shape(out_var)[:-2])
+    lq, dv = ctx.shape(out_var)[-2:]
+    lkv, d = ctx.shape(node.inputs[1])[-2:]
+    if d > ATTENTION_MAX_HEAD_DIM or dv > ATTENTION_MAX_HEAD_DIM or dv == 0:
+        raise Unsupported(f"attention with a head dim of 0 or above {ATTENTION_MAX_HEAD_DIM}")
+    out = ctx.allocate(out_var)
+    counts = ctx.allocate(counts_var)
+    accesses = []
+    for var in node.inputs[:3]:
+        view = ctx.view(var)
+        if view.strides[-1] != 1 and view.shape[-1] > 1:
+            view = _contiguous_copy(ctx, var, view)
+        full = lead + tuple(view.shape[-2:])
+        strides = view.broadcast_strides(full)
+        if view.shape[-1] == 1:
+            strides = strides[:-1] + (1,)
+        accesses.append(Access(view.buffer, view.offset, strides))
+    mask = None
+    if op.has_mask:
+        view = ctx.view(node.inputs[3])
+        mask = Access(view.buffer, view.offset, view.broadcast_strides(lead + (lq, lkv)))
+    if out.shape[-1] == 1:  # one output column: its stride is never used
+        out_strides = out.strides[:-1] + (1,)
+    else:
+        out_strides = out.strides
+    if int(np.prod(ctx.shape(out_var), dtype=np.int64)) == 0:
+        return
+    if op.threshold is not None:
+        mode, threshold = "lambda", op.threshold
+    elif op.scale_factor is not None:
+        mode, threshold = "scale_factor", op.scale_factor
+    else:
+        mode, threshold = "dense", 0.0
+    ctx.emit(
+        AttentionKernel(
+            ctx.kernel_name(node), lead, lq, lkv, d, dv, *accesses,
+            Access(out.buffer, out.offset, out_strides), Access(counts.buffer, counts.offset, counts.strides), mask,
+            op.scale, op.causal, mode, threshold, op.block_q, op.block_k,
         )
     )
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from symexpr.kernel.ir import Access, Buffer, GemmKernel, HostStep, Instr, LoopKernel, Phase, QGemmKernel
+from symexpr.kernel.ir import Access, AttentionKernel, Buffer, GemmKernel, HostStep, Instr, LoopKernel, Phase, QGemmKernel
 
 #: Strides kept as literals: code generators specialise on them.
 LITERAL_STRIDES = (0, 1)
@@ -171,6 +171,23 @@ class _Builder:
                 opt(step.sx),
                 opt(step.sw),
                 opt(step.bias),
+            )
+        if isinstance(step, AttentionKernel):
+            # scale, rule and tile sizes shape the code: literals; sizes, offsets and strides are params.
+            return AttentionKernel(
+                step.name,
+                tuple(self.size(d) for d in step.lead),
+                self.size(step.lq),
+                self.size(step.lkv),
+                self.size(step.d),
+                self.size(step.dv),
+                *(None if a is None else self.access(a) for a in (step.q, step.k, step.v, step.out, step.counts, step.mask)),
+                step.scale,
+                step.causal,
+                step.mode,
+                step.threshold,
+                step.block_q,
+                step.block_k,
             )
         return step
 

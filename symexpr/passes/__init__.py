@@ -2,7 +2,7 @@
 
 The standard pipeline, in order::
 
-    merge -> canonicalize -> stabilize -> specialize -> fuse_elemwise -> fuse_reductions -> cleanup
+    merge -> canonicalize -> stabilize -> specialize -> fuse_attention -> fuse_elemwise -> fuse_reductions -> cleanup
 
 ``function()`` runs ``"fast_run"`` (all of them) by default; ``"fast_compile"``
 runs only ``merge`` and ``cleanup``.  See :func:`resolve_passes` for what
@@ -15,6 +15,7 @@ from __future__ import annotations
 from symexpr.passes import canonicalize as _canonicalize
 from symexpr.passes import specialize as _specialize
 from symexpr.passes import stabilize as _stabilize
+from symexpr.passes.attention import fuse_attention
 from symexpr.passes.cleanup import constant_folding, merge_constants
 from symexpr.passes.decompose import decompose
 from symexpr.passes.fusion import fuse_elemwise, fuse_reductions
@@ -36,6 +37,8 @@ register_pass(RewritePass("canonicalize", [*_canonicalize.RULES, constant_foldin
 register_pass(RewritePass("stabilize", _stabilize.RULES, ("fast_run", "stabilize"), 1.5,
                           "numerically stable forms and recognition of composites"))
 register_pass(RewritePass("specialize", _specialize.RULES, ("fast_run", "specialize"), 2.0, "cheaper equivalent forms"))
+register_pass(GraphPass("fuse_attention", fuse_attention, ("fast_run", "attention"), 45.0,
+                        "softmax(q @ k^T * scale + mask) @ v into one fused Attention op"))
 register_pass(GraphPass("fuse_elemwise", fuse_elemwise, ("fast_run", "fusion"), 49.0, "fuse elementwise groups into Fused ops"))
 register_pass(GraphPass("fuse_reductions", fuse_reductions, ("fast_run", "fusion"), 49.5,
                         "fuse a reduction with its elementwise producer"))

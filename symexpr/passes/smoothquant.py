@@ -32,6 +32,7 @@ from symexpr.graph.basic import Constant, Variable
 from symexpr.ops import elemwise as ew
 from symexpr.ops.matmul import MatMul
 from symexpr.ops.nnet import LayerNorm, RMSNorm
+from symexpr.ops.shape import Reshape
 from symexpr.passes.fusion import program_of
 from symexpr.passes.linear_sites import (
     distinct_weights,
@@ -46,6 +47,9 @@ from symexpr.passes.w8a8 import QuantScheme, fake_quant_error
 #: Bounds on a smoothing factor (the reference clamps below at 1e-5; above, a channel calibration
 #: never saw active would otherwise be amplified without limit).
 SCALE_BOUNDS = (1e-5, 1e5)
+#: Which activations the pass smooths: ``"norm_fed"`` (the paper's choice: outputs of a LayerNorm or
+#: RMSNorm) or ``"all"`` (every activation a linear site reads).
+SITE_POLICIES = ("norm_fed", "all")
 #: The alphas ``alpha="auto"`` tries.
 AUTO_ALPHAS = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 21))
 
@@ -81,21 +85,31 @@ class SmoothQuant:
     scheme : QuantScheme, optional
         The quantization ``alpha="auto"`` measures error under (default
         per-channel weights, per-token activations).
+    sites : {"norm_fed", "all"}
+        ``"norm_fed"`` (default) smooths only activations a LayerNorm or
+        RMSNorm produces, as the paper and its reference code do; ``"all"``
+        also smooths the inputs of the other linears (a GELU's output, an
+        attention output).
     """
 
     name = "smoothquant"
 
-    def __init__(self, stats, alpha=0.5, scheme: QuantScheme | None = None):
+    def __init__(self, stats, alpha=0.5, scheme: QuantScheme | None = None, sites: str = "norm_fed"):
         values = list(alpha.values()) if isinstance(alpha, dict) else [] if isinstance(alpha, str) and alpha == "auto" else [alpha]
         for value in values:
+            if value is None and isinstance(alpha, dict):
+                continue  # this activation stays unsmoothed
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
                 raise ValueError(f"smooth: alpha must be a number in [0, 1], 'auto' or a dict of them, got {alpha!r}")
+        if sites not in SITE_POLICIES:
+            raise ValueError(f"smooth: sites must be one of {', '.join(map(repr, SITE_POLICIES))}, got {sites!r}")
         self.stats = stats
         self.alpha = alpha
+        self.sites = sites
         self.scheme = scheme or QuantScheme()
 
     def __repr__(self):
-        return f"SmoothQuant(alpha={self.alpha!r})"
+        return f"SmoothQuant(alpha={self.alpha!r}, sites={self.sites!r})"
 
     def __call__(self, fgraph) -> None:
         notes = quant_notes(fgraph)
@@ -122,11 +136,15 @@ class SmoothQuant:
         act_max = np.max([self.stats[site.key].channel_max for site in group], axis=0)
         w_max = np.max([np.max(np.abs(site.weight), axis=1) for site in group], axis=0)
         act_max = np.nan_to_num(act_max, nan=0.0)
-        alpha = self._alpha(group, act_max, w_max)
-        if alpha is None:  # alpha="auto" found smoothing this activation does not help
+        if self.sites == "norm_fed" and not _norm_output(x):
+            alpha, why = None, "none (not a norm's output)"
+        else:
+            # None: alpha="auto" found smoothing does not help, or the alpha dict says not to smooth.
+            alpha, why = self._alpha(group, act_max, w_max), "none"
+        if alpha is None:
             ones = np.ones_like(act_max, dtype=np.float32)
             for site in group:
-                notes["smoothed"][site.key] = {"original": site.key, "s": ones, "alpha": None, "where": "none (auto)"}
+                notes["smoothed"][site.key] = {"original": site.key, "s": ones, "alpha": None, "where": why}
             return
         s = smoothing_scales(act_max, w_max, alpha, x.dtype)
         inv_s = (np.float32(1) / s).astype(x.dtype)
@@ -142,7 +160,8 @@ class SmoothQuant:
 
     def _alpha(self, group, act_max, w_max) -> float | None:
         if isinstance(self.alpha, dict):
-            return float(self.alpha.get(group[0].key, 0.5))
+            alpha = self.alpha.get(group[0].key, 0.5)
+            return None if alpha is None else float(alpha)
         if self.alpha != "auto":
             return float(self.alpha)
         samples = [self.stats[site.key].samples for site in group]
@@ -157,6 +176,16 @@ class SmoothQuant:
             if err < best_err:
                 best, best_err = alpha, err
         return best
+
+
+def _norm_output(x: Variable) -> bool:
+    """Whether ``x`` is a LayerNorm/RMSNorm output, possibly reshaped with its channel axis kept."""
+    while x.owner is not None and isinstance(x.owner.op, Reshape):
+        source = x.owner.inputs[0]
+        if source.type.shape[-1:] != x.type.shape[-1:] or None in x.type.shape[-1:]:
+            return False
+        x = source
+    return x.owner is not None and isinstance(x.owner.op, (LayerNorm, RMSNorm))
 
 
 def _describe_fold(x: Variable) -> str:

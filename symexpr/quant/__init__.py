@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-def smooth(stats, alpha=0.5, scheme="per_channel_per_token", weight_bits: int = 8) -> SmoothQuant:
+def smooth(stats, alpha=0.5, scheme="per_channel_per_token", weight_bits: int = 8, sites: str = "norm_fed") -> SmoothQuant:
     """The SmoothQuant smoothing pass (see :class:`~symexpr.passes.smoothquant.SmoothQuant`).
 
     Parameters
@@ -50,8 +50,11 @@ def smooth(stats, alpha=0.5, scheme="per_channel_per_token", weight_bits: int = 
         Used by ``alpha="auto"`` only.
     weight_bits : {8, 7}
         Used by ``alpha="auto"`` only.
+    sites : {"norm_fed", "all"}
+        Smooth only the activations a LayerNorm/RMSNorm produces (the paper's
+        choice, default), or every linear's input.
     """
-    return SmoothQuant(stats, alpha, resolve_scheme(scheme, weight_bits))
+    return SmoothQuant(stats, alpha, resolve_scheme(scheme, weight_bits), sites)
 
 
 def w8a8(stats=None, weights: str = "per_channel", activations: str = "per_token", static: bool = False,
@@ -73,7 +76,7 @@ def w8a8(stats=None, weights: str = "per_channel", activations: str = "per_token
 
 
 def quantize(inputs, outputs, batches, scheme="per_channel_per_token", alpha="auto", weight_bits: int = 8,
-             backend: str | None = None, samples: int = 512, progress=None):
+             backend: str | None = None, samples: int = 512, progress=None, sites: str | None = None):
     """Calibrate on ``batches``, smooth and insert int8 matmuls: the quantized :class:`~symexpr.Function`.
 
     Parameters
@@ -91,11 +94,18 @@ def quantize(inputs, outputs, batches, scheme="per_channel_per_token", alpha="au
         Runs the calibration and compiles the result.
     samples, progress
         As for :func:`calibrate`.
+    sites : {"norm_fed", "all"}, optional
+        Which activations are smoothed (see :func:`smooth`).  Default:
+        ``"norm_fed"`` with per-channel weights, ``"all"`` with per-tensor
+        weights (O1-O3), the better of the two for each on MiniLM
+        (docs/smoothquant.md).
     """
     scheme = resolve_scheme(scheme, weight_bits)
+    if sites is None:
+        sites = "norm_fed" if scheme.weights == "per_channel" else "all"
     stats = calibrate(inputs, outputs, batches, backend=backend, samples=samples, progress=progress)
     passes = ["fast_run"]
     if alpha is not None:
-        passes.append(SmoothQuant(stats, alpha, scheme))
+        passes.append(SmoothQuant(stats, alpha, scheme, sites))
     passes.append(W8A8(stats, scheme))
     return function(inputs, outputs, backend=backend, passes=passes)

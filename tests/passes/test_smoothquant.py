@@ -68,7 +68,7 @@ def test_smoothing_alone_preserves_outputs(case):
     x, out, rng = _network(kinds, shared, seed)
     stats = quant.calibrate([x], out, [(_data(rng),) for _ in range(3)], progress=False)
     graph = GraphCase((x,), (out,), (_data(rng),))
-    assert_rewrite_preserves(["fast_run", quant.smooth(stats, alpha)], graph, rtol=2e-4, atol=2e-4)
+    assert_rewrite_preserves(["fast_run", quant.smooth(stats, alpha, sites="all")], graph, rtol=2e-4, atol=2e-4)
 
 
 @pytest.mark.parametrize(
@@ -84,9 +84,9 @@ def test_smoothing_alone_preserves_outputs(case):
 def test_folding_happens_only_where_exact(kind, where):
     x, out, rng = _network([kind], [True], 7)
     stats = quant.calibrate([x], out, [(_data(rng),)], progress=False)
-    f = se.function([x], out, passes=["fast_run", quant.smooth(stats, 0.5)])
+    f = se.function([x], out, passes=["fast_run", quant.smooth(stats, 0.5, sites="all")])
     smoothed = f.fgraph.annotations["quant"]["smoothed"]
-    last = [v for v in smoothed.values() if v["where"] != "none (auto)"]
+    last = [v for v in smoothed.values() if not v["where"].startswith("none")]
     assert last and last[-1]["where"].startswith(where)
     a = _data(rng)
     np.testing.assert_allclose(f(a), se.function([x], out)(a), rtol=1e-4, atol=1e-4)
@@ -131,6 +131,36 @@ def test_homogeneity_check():
     assert not _homogeneous(((ps.mul, (inp, ("in", 1))),))
 
 
+def test_default_smooths_only_norm_outputs():
+    """The paper's choice: a LayerNorm's output is smoothed, a GELU's is not, unless sites="all"."""
+    rng = np.random.default_rng(5)
+    x = se.tensor("x", "float32", (None, None, K))
+    g = rng.uniform(0.5, 2, K).astype(np.float32)
+    h = se.layer_norm(x, g, np.zeros(K, np.float32)).reshape((-1, K))  # a reshape keeping the channel axis
+    out = se.gelu(h @ rng.standard_normal((K, K)).astype(np.float32)) @ rng.standard_normal((K, 4)).astype(np.float32)
+    stats = quant.calibrate([x], out, [(_data(rng),)], progress=False)
+    default = se.function([x], out, passes=["fast_run", quant.smooth(stats, 0.5)])
+    wheres = [v["where"] for v in default.fgraph.annotations["quant"]["smoothed"].values()]
+    assert len(wheres) == 2 and wheres.count("none (not a norm's output)") == 1, wheres
+    assert [v["alpha"] for v in default.fgraph.annotations["quant"]["smoothed"].values()].count(0.5) == 1
+    every = se.function([x], out, passes=["fast_run", quant.smooth(stats, 0.5, sites="all")])
+    assert all(v["alpha"] == 0.5 for v in every.fgraph.annotations["quant"]["smoothed"].values())
+    a = _data(rng)
+    for f in (default, every):
+        np.testing.assert_allclose(f(a), se.function([x], out)(a), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="sites must be one of"):
+        quant.smooth(stats, 0.5, sites="some")
+
+
+def test_alpha_dict_none_leaves_an_activation_unsmoothed():
+    x, out, rng = _network(["layer_norm"], [True], 3)
+    stats = quant.calibrate([x], out, [(_data(rng),)], progress=False)
+    key = next(iter(stats.sites))
+    f = se.function([x], out, passes=["fast_run", quant.smooth(stats, {key: None})])
+    notes = f.fgraph.annotations["quant"]["smoothed"]
+    assert all(v["alpha"] is None and v["where"] == "none" for v in notes.values())
+
+
 def test_alpha_is_checked():
     for bad in (1.5, True, "half", {"k": 2.0}):
         with pytest.raises(ValueError, match="alpha must be a number in"):
@@ -143,7 +173,7 @@ def test_relu_op_folds():
     x = se.tensor("x", "float32", (None, K))
     out = se.relu(x @ rng.standard_normal((K, K)).astype(np.float32)) @ rng.standard_normal((K, 4)).astype(np.float32)
     stats = quant.calibrate([x], out, [(_data(rng)[0],)], progress=False)
-    f = se.function([x], out, passes=["fast_run", quant.smooth(stats, 0.5)])
+    f = se.function([x], out, passes=["fast_run", quant.smooth(stats, 0.5, sites="all")])
     wheres = [v["where"] for v in f.fgraph.annotations["quant"]["smoothed"].values()]
     assert any(w.startswith("folded into") and "elu" in w.lower() for w in wheres), wheres
     a = _data(rng)[0]

@@ -16,8 +16,9 @@ from symexpr.backends.llvm import loader, runtime, scalar_ops, target
 from symexpr.backends.llvm.codegen import generate_module
 from symexpr.backends.llvm.runtime import get_num_threads, set_num_threads
 from symexpr.kernel import lower_quant, lowerings  # noqa: F401  (registers the op lowerings)
-from symexpr.kernel.ir import GemmKernel, LoopKernel, QGemmKernel
+from symexpr.kernel.ir import SELF_THREADED, GemmKernel, LoopKernel
 from symexpr.ops.matmul import MatMul
+from symexpr.ops.attention import Attention
 from symexpr.ops.quant import QLinear
 from symexpr.runtime.cache import CompileCache, cache_enabled, default_cache_dir, make_key
 from symexpr.runtime.dispatch import ShapeDispatcher
@@ -51,7 +52,7 @@ def schedule_plan(plan):
             current.clear()
 
     for i, step in enumerate(plan.steps):
-        if isinstance(step, (LoopKernel, QGemmKernel)):  # both run on the pool's threads
+        if isinstance(step, (LoopKernel, *SELF_THREADED)):  # these run on the pool's threads
             current.append(i)
         elif isinstance(step, GemmKernel):
             flush()
@@ -123,7 +124,7 @@ class LLVMFunction(ShapeDispatcher):
         """Scalar ops per ``scalar_ops``; GEMMs only when a BLAS is bound; int8 GEMMs always."""
         if isinstance(op, MatMul):
             return self._blas
-        if isinstance(op, QLinear):
+        if isinstance(op, (QLinear, Attention)):
             return True
         return scalar_ops.supported(op, arg_dtypes)
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
-from symexpr.backends.llvm import qgemm
+from symexpr.backends.llvm import attention, qgemm
 from symexpr.backends.llvm import scalar_ops as so
 from symexpr.backends.llvm import target
 from symexpr.backends.llvm.irloop import CountedLoop
-from symexpr.kernel.ir import GemmKernel, LoopKernel, QGemmKernel
+from symexpr.kernel.ir import SELF_THREADED, AttentionKernel, GemmKernel, LoopKernel, QGemmKernel
 from symexpr.kernel.template import Param
 
 VOID = ir.VoidType()
@@ -194,7 +194,7 @@ class ModuleGenerator:
     def kernel_buffers(self, kernel) -> list[int]:
         if isinstance(kernel, GemmKernel):
             return [kernel.a.buffer, kernel.b.buffer, kernel.c.buffer]
-        if isinstance(kernel, QGemmKernel):
+        if isinstance(kernel, SELF_THREADED):
             return list(dict.fromkeys(a.buffer for _, a in kernel.accesses()))
         used = []
         for phase in kernel.phases:
@@ -220,6 +220,8 @@ class ModuleGenerator:
                 fn = self.loop_kernel(step)
             elif isinstance(step, QGemmKernel):
                 fn = qgemm.qgemm_function(self, step, buffers)
+            elif isinstance(step, AttentionKernel):
+                fn = attention.attention_function(self, step, buffers)
             else:
                 fn = self.gemm_kernel(step)
             self._functions[key] = fn
@@ -515,7 +517,7 @@ class ModuleGenerator:
             args = [buffer_ptr(buf) for buf in self.kernel_buffers(step)] + [b.gep(params, [_i64(first_param)])]
             if isinstance(step, LoopKernel):
                 b.call(fn_k, args + list(share(param(step.outer[0]))))
-            elif isinstance(step, QGemmKernel):  # the kernel splits its rows or columns itself
+            elif isinstance(step, SELF_THREADED):  # the kernel splits its work itself
                 b.call(fn_k, args + [tid, nthreads])
             elif step.batch:  # a batched GEMM: each thread calls BLAS (single-threaded) on its batch entries
                 b.call(fn_k, args + list(share(param(step.batch[0]))))

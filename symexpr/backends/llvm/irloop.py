@@ -1,10 +1,43 @@
-"""A counted loop for llvmlite builders, shared by the loop-kernel and int8 GEMM code generators."""
+"""A counted loop and small IR helpers for llvmlite builders, shared by the code generators."""
 
 from __future__ import annotations
 
 from llvmlite import ir
 
 I64 = ir.IntType(64)
+I32 = ir.IntType(32)
+
+
+def const(value, ty=I64) -> ir.Constant:
+    """An integer constant (i64 unless ``ty`` says otherwise)."""
+    return ir.Constant(ty, int(value))
+
+
+def imin(b, x, y):
+    """The smaller of two signed integers."""
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def declare(module, name, ret, args):
+    """The function ``name`` of ``module`` (an intrinsic, usually), declared on first use."""
+    fn = module.globals.get(name)
+    if fn is None:
+        fn = ir.Function(module, ir.FunctionType(ret, args), name)
+    return fn
+
+
+def aligned_alloca(b, ty, name):
+    """A stack slot of ``ty`` aligned to 64 bytes."""
+    slot = b.alloca(ty, name=name)
+    slot.align = 64
+    return slot
+
+
+def splat(b, scalar, lanes):
+    """A vector of ``lanes`` copies of ``scalar``."""
+    vec = b.insert_element(ir.Constant(ir.VectorType(scalar.type, lanes), None), scalar, const(0, I32))
+    return b.shuffle_vector(vec, ir.Constant(ir.VectorType(scalar.type, lanes), None),
+                            ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
 
 
 class CountedLoop:

@@ -71,6 +71,11 @@ from dataclasses import dataclass
 from llvmlite import ir
 
 from symexpr.backends.llvm.irloop import CountedLoop
+from symexpr.backends.llvm.irloop import aligned_alloca as _aligned_alloca
+from symexpr.backends.llvm.irloop import const as _c
+from symexpr.backends.llvm.irloop import declare as _declare
+from symexpr.backends.llvm.irloop import imin as _min
+from symexpr.backends.llvm.irloop import splat as _broadcast
 from symexpr.backends.llvm.scalar_ops import F32, I8, I16, I32, I64
 from symexpr.kernel.int8_pack import ACTIVATION_SHIFT, N_ALIGN, PANEL
 
@@ -172,34 +177,6 @@ def _share(b, var, m, ncb, tid, nthreads):
     zero = _c(0)
     return (b.select(by_rows, lo, zero), b.select(by_rows, hi, m),
             b.select(by_rows, zero, clo), b.select(by_rows, _c(ncb), chi))
-
-
-# -- small IR helpers ------------------------------------------------------------------------
-def _c(value, ty=I64) -> ir.Constant:
-    return ir.Constant(ty, int(value))
-
-
-def _min(b, x, y):
-    return b.select(b.icmp_signed("<", x, y), x, y)
-
-
-def _declare(module, name, ret, args):
-    fn = module.globals.get(name)
-    if fn is None:
-        fn = ir.Function(module, ir.FunctionType(ret, args), name)
-    return fn
-
-
-def _aligned_alloca(b, ty, name):
-    slot = b.alloca(ty, name=name)
-    slot.align = 64
-    return slot
-
-
-def _broadcast(b, scalar, lanes):
-    vec = b.insert_element(ir.Constant(ir.VectorType(scalar.type, lanes), None), scalar, _c(0, I32))
-    return b.shuffle_vector(vec, ir.Constant(ir.VectorType(scalar.type, lanes), None),
-                            ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
 
 
 # -- the 4-way byte dot products ---------------------------------------------------------------

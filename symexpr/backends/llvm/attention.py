@@ -1,0 +1,394 @@
+"""LLVM IR for :class:`~symexpr.kernel.ir.AttentionKernel`: FlashAttention-style tiles with BLASST skipping.
+
+One work item is a query tile (``block_q`` rows) of one point of the
+leading space; the items are dealt round-robin to the threads (so a causal
+mask's short and long tiles spread evenly).  For each item::
+
+    m = -inf, l = 0, O = 0                          (per row; O on the stack, dv padded)
+    for each key tile j it visits (causal: up to its last visible key):
+        Kt = k tile, transposed on the stack         [d][BKP]
+        S  = (q @ Kt) * scale                        4-row x 2-vector register blocks, over the
+                                                     tile's keys rounded up to a block (not all of BKP)
+        S += mask; S = -inf where causal hides a key or past the tile's keys
+        tmax = rowmax(S)                             (NaN-ignoring, as the running max)
+        if j > 0 and every row has exp(tmax - m) < lambda:  skip (v is not read)
+        else: m' = max(m, tmax); P = exp(S - m'); l = l*exp(m - m') + rowsum(P)
+              O = O*exp(m - m') + P @ v_tile         (v tile copied to the stack, dv padded)
+    out = O / l                                      (no keys at all: 0)
+
+A max of ``-inf`` is replaced by 0 before the exponentials, so a row that
+has seen only masked keys keeps ``l = 0`` and ends as 0/0 = NaN, as
+:class:`~symexpr.ops.nnet.Softmax` gives for a fully masked row.  ``BKP``
+is ``block_k`` rounded up to the register block's width; ``dv`` is padded
+the same way on the stack (head dims are at most 512: the stack holds about
+``(BQ + BKP) * dv + BKP * d + BQ * BKP`` floats).
+
+The exponentials are scalar loops of the inline math library
+(:mod:`symexpr.backends.llvm.mathlib`), which LLVM's loop vectoriser turns
+into vector code; the two products are explicit vector code, with
+``llvm.fmuladd`` (one FMA where the target has it).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from symexpr.backends.llvm.irloop import CountedLoop, const, declare, imin, splat
+from symexpr.backends.llvm.mathlib import emit_math
+from symexpr.backends.llvm.scalar_ops import F32, I32, I64
+
+#: Query rows per register block of the two products.
+ROWS = 4
+#: Vectors per register block (columns: keys in q @ k^T, head dims in P @ v).
+VECTORS = 2
+_F64 = ir.DoubleType()
+
+
+def vector_width(cpu_target) -> int:
+    """float32 lanes per vector: 16 with AVX-512, else 8 (two SSE registers where there is no AVX)."""
+    return 16 if cpu_target.has("avx512f") else 8
+
+
+def attention_function(gen, kernel, buffers):
+    """Emit the function of ``kernel`` in ``gen``'s module: ``(buffers..., params, tid, nthreads)``.
+
+    Parameters
+    ----------
+    gen : ModuleGenerator
+        The module being built (``_kernel_function``, ``num``, ``module.cpu_target``).
+    kernel : AttentionKernel
+        The step, from the plan template.
+    buffers : list of int
+        The kernel's buffers, in the order of the function's pointer arguments.
+
+    Returns
+    -------
+    llvmlite.ir.Function
+    """
+    fn, b = gen._kernel_function(kernel, buffers)
+    fn.attributes.add("nounwind")
+    args = dict(zip(buffers, fn.args))
+    tid, nthreads = fn.args[len(buffers) + 1], fn.args[len(buffers) + 2]
+    _Emitter(gen, kernel, b, args, tid, nthreads).emit()
+    return fn
+
+
+def _ceil_div(b, x, n):
+    return b.sdiv(b.add(x, b.sub(n, const(1))), n)
+
+
+class _Emitter:
+    def __init__(self, gen, kernel, b, args, tid, nthreads):
+        self.k, self.b, self.num = kernel, b, gen.num
+        self.tid, self.nthreads = tid, nthreads
+        self.w = vector_width(gen.module.cpu_target)
+        self.vec = ir.VectorType(F32, self.w)
+        self.block = self.w * VECTORS
+        self.bq = int(kernel.block_q)
+        self.bq_pad = -(-self.bq // ROWS) * ROWS
+        self.bk = int(kernel.block_k)
+        self.bkp = -(-self.bk // self.block) * self.block
+        self.ptr = {}
+        for role, access in kernel.accesses():
+            ty = I64 if role == "counts" else F32
+            self.ptr[role] = b.bitcast(args[access.buffer], ty.as_pointer())
+        n = self.num
+        self.lq, self.lkv, self.d, self.dv = n(kernel.lq), n(kernel.lkv), n(kernel.d), n(kernel.dv)
+        self.dvp = b.mul(_ceil_div(b, self.dv, const(self.block)), const(self.block))
+        self.s = self._stack(const(self.bq_pad * self.bkp), "S")
+        self.kt = self._stack(b.mul(b.add(self.d, const(1)), const(self.bkp)), "Kt")
+        self.vp = self._stack(b.mul(const(self.bkp), self.dvp), "Vp")
+        self.o = self._stack(b.mul(const(self.bq_pad), self.dvp), "O")
+        self.m = self._stack(const(self.bq_pad), "m")
+        self.l = self._stack(const(self.bq_pad), "l")
+        self.tmax = self._stack(const(self.bq_pad), "tmax")
+        self.counters = {}
+        self.vslots = {}
+        # stale stack contents would be undefined values; zero the tiles once
+        self._fill(self.kt, b.mul(b.add(self.d, const(1)), const(self.bkp)), 0.0, "zero.kt")
+        self._fill(self.vp, b.mul(const(self.bkp), self.dvp), 0.0, "zero.vp")
+        self._fill(self.s, const(self.bq_pad * self.bkp), 0.0, "zero.s")
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _stack(self, count, name):
+        slot = self.b.alloca(F32, size=count, name=name)
+        slot.align = 64
+        return slot
+
+    def _counter(self, name):
+        slot = self.counters.get(name)
+        if slot is None:
+            b = self.b
+            entry = b.function.entry_basic_block
+            with b.goto_block(entry):
+                b.position_at_start(entry)
+                slot = self.counters[name] = b.alloca(I64, name=name)
+        return slot
+
+    def _loop(self, name, start, stop, step=1):
+        return CountedLoop(self.b, self._counter(name), start, stop, step, name=name)
+
+    def _fill(self, ptr, count, value, name):
+        b = self.b
+        with self._loop(name, const(0), count) as i:
+            b.store(ir.Constant(F32, value), b.gep(ptr, [i]))
+
+    def _vload(self, ptr, index):
+        b = self.b
+        return b.load(b.bitcast(b.gep(ptr, [index]), self.vec.as_pointer()), align=4)
+
+    def _vstore(self, value, ptr, index):
+        b = self.b
+        b.store(value, b.bitcast(b.gep(ptr, [index]), self.vec.as_pointer()), align=4)
+
+    def _fmuladd(self, a, x, y):
+        fn = declare(self.b.module, f"llvm.fmuladd.v{self.w}f32", self.vec, [self.vec] * 3)
+        return self.b.call(fn, [a, x, y])
+
+    def _vconst(self, value):
+        return ir.Constant(self.vec, [float(value)] * self.w)
+
+    def _lanes(self, v):
+        return [self.b.extract_element(v, const(i, I32)) for i in range(self.w)]
+
+    def _max(self, a, x):
+        """``x`` where ``x > a``, else ``a``: NaN in ``x`` is ignored (vector or scalar)."""
+        b = self.b
+        return b.select(b.fcmp_ordered(">", x, a), x, a)
+
+    def _offset(self, role, lead_index):
+        access = getattr(self.k, role)
+        b = self.b
+        off = self.num(access.offset)
+        for idx, stride in zip(lead_index, access.strides):
+            off = b.add(off, b.mul(idx, self.num(stride)))
+        return off
+
+    # -- the kernel -----------------------------------------------------------------------------
+    def emit(self):
+        k, b = self.k, self.b
+        nqt = _ceil_div(b, self.lq, const(self.bq))
+        total = nqt
+        for size in k.lead:
+            total = b.mul(total, self.num(size))
+        # items tid, tid + nthreads, ...: count = ceil((total - tid) / nthreads) when tid < total
+        mine = b.select(b.icmp_signed("<", self.tid, total), _ceil_div(b, b.sub(total, self.tid), self.nthreads), const(0))
+        self._lambda_setup()
+        with self._loop("item", const(0), mine) as it:
+            item = b.add(self.tid, b.mul(it, self.nthreads))
+            qt = b.srem(item, nqt)
+            rest = b.sdiv(item, nqt)
+            lead_index = []
+            for size in reversed(k.lead):
+                n = self.num(size)
+                lead_index.append(b.srem(rest, n))
+                rest = b.sdiv(rest, n)
+            lead_index.reverse()
+            self._item(qt, lead_index)
+        b.ret_void()
+
+    def _lambda_setup(self):
+        """``self.lam`` (float32 lambda) and ``self.skip_on`` (i1), or None when the kernel never skips."""
+        k, b = self.k, self.b
+        self.lam = self.skip_on = None
+        if k.mode == "lambda":
+            if k.threshold < 1.0:
+                self.lam = ir.Constant(F32, float(k.threshold))
+                self.skip_on = ir.Constant(ir.IntType(1), 1)
+        elif k.mode == "scale_factor":
+            lkv = b.sitofp(b.select(b.icmp_signed(">", self.lkv, const(1)), self.lkv, const(1)), _F64)
+            self.lam = b.fptrunc(b.fdiv(ir.Constant(_F64, float(k.threshold)), lkv), F32)
+            self.skip_on = b.fcmp_ordered("<", self.lam, ir.Constant(F32, 1.0))
+
+    def _item(self, qt, lead_index):
+        k, b = self.k, self.b
+        r0 = b.mul(qt, const(self.bq))
+        nr = imin(b, const(self.bq), b.sub(self.lq, r0))
+        self.q_rows = b.gep(self.ptr["q"], [b.add(self._offset("q", lead_index), b.mul(r0, self.num(k.q.strides[-2])))])
+        self.k_rows = b.gep(self.ptr["k"], [self._offset("k", lead_index)])
+        self.v_rows = b.gep(self.ptr["v"], [self._offset("v", lead_index)])
+        out_rows = b.gep(self.ptr["out"], [b.add(self._offset("out", lead_index), b.mul(r0, self.num(k.out.strides[-2])))])
+        if k.mask is not None:
+            self.mask_rows = b.gep(self.ptr["mask"], [b.add(self._offset("mask", lead_index), b.mul(r0, self.num(k.mask.strides[-2])))])
+        with self._loop("init", const(0), const(self.bq_pad)) as r:
+            b.store(ir.Constant(F32, float("-inf")), b.gep(self.m, [r]))
+            b.store(ir.Constant(F32, 0.0), b.gep(self.l, [r]))
+        self._fill(self.o, b.mul(const(self.bq_pad), self.dvp), 0.0, "zero.o")
+        nkt = _ceil_div(b, self.lkv, const(self.bk))
+        visits = nkt
+        if k.causal:
+            # keys up to r0 + nr - 1 + (lkv - lq) are visible to some row of the tile
+            last = b.add(b.add(r0, b.sub(nr, const(1))), b.sub(self.lkv, self.lq))
+            reach = b.sdiv(b.add(last, const(self.bk)), const(self.bk))  # floor((last + 1) / bk) rounded up
+            reach = b.select(b.icmp_signed("<", last, const(0)), const(0), reach)
+            visits = imin(b, reach, nkt)
+        skipped = self._counter("skipped")
+        b.store(const(0), skipped)
+        with self._loop("ktile", const(0), visits) as j:
+            c0 = b.mul(j, const(self.bk))
+            nk = imin(b, const(self.bk), b.sub(self.lkv, c0))
+            self._scores(r0, nr, c0, nk)
+            skip = self._vote(j, nr)
+            if skip is None:
+                self._accumulate(nr, c0, nk)
+            else:
+                with b.if_else(skip) as (then, otherwise):
+                    with then:
+                        b.store(b.add(b.load(skipped), const(1)), skipped)
+                    with otherwise:
+                        self._accumulate(nr, c0, nk)
+        self._finish(nr, out_rows)
+        counts = b.gep(self.ptr["counts"], [b.add(self._offset("counts", lead_index), b.mul(qt, self.num(k.counts.strides[-2])))])
+        b.store(visits, counts)
+        b.store(b.load(skipped), b.gep(counts, [self.num(k.counts.strides[-1])]))
+
+    def _scores(self, r0, nr, c0, nk):
+        """``S[:nr, :BKP]``: scaled logits with the mask added, -inf where no key is or causal hides one; ``tmax``."""
+        k, b = self.k, self.b
+        bkp = const(self.bkp)
+        # the tile's keys rounded up to the register block: the columns computed (the rest of BKP is not)
+        self.ncols = ncols = b.mul(_ceil_div(b, nk, const(self.block)), const(self.block))
+        k_rs = self.num(k.k.strides[-2])
+        # Kt[dd][c] = k[c0 + c][dd]
+        with self._loop("pack.c", const(0), nk) as c:
+            src = b.gep(self.k_rows, [b.mul(b.add(c0, c), k_rs)])
+            with self._loop("pack.d", const(0), self.d) as dd:
+                b.store(b.load(b.gep(src, [dd])), b.gep(self.kt, [b.add(b.mul(dd, bkp), c)]))
+        q_rs = self.num(k.q.strides[-2])
+        scale = self._vconst(k.scale)
+        with self._loop("qk.r", const(0), nr, ROWS) as rb:
+            rows = [b.gep(self.q_rows, [b.mul(imin(b, b.add(rb, const(i)), b.sub(nr, const(1))), q_rs)]) for i in range(ROWS)]
+            with self._loop("qk.c", const(0), ncols, self.block) as cb:
+                slots = [[self._vslot(f"qkacc{i}_{v}") for v in range(VECTORS)] for i in range(ROWS)]
+                for row in slots:
+                    for slot in row:
+                        b.store(self._vconst(0.0), slot)
+                with self._loop("qk.d", const(0), self.d) as dd:
+                    kvs = [self._vload(self.kt, b.add(b.mul(dd, bkp), b.add(cb, const(v * self.w)))) for v in range(VECTORS)]
+                    for i in range(ROWS):
+                        qv = splat(b, b.load(b.gep(rows[i], [dd])), self.w)
+                        for v in range(VECTORS):
+                            b.store(self._fmuladd(qv, kvs[v], b.load(slots[i][v])), slots[i][v])
+                for i in range(ROWS):
+                    base = b.add(b.mul(b.add(rb, const(i)), bkp), cb)
+                    for v in range(VECTORS):
+                        self._vstore(b.fmul(b.load(slots[i][v]), scale), self.s, b.add(base, const(v * self.w)))
+        m_rs = self.num(k.mask.strides[-2]) if k.mask is not None else None
+        m_cs = self.num(k.mask.strides[-1]) if k.mask is not None else None
+        neg_inf = ir.Constant(F32, float("-inf"))
+        with self._loop("row", const(0), nr) as r:
+            srow = b.gep(self.s, [b.mul(r, bkp)])
+            if k.mask is not None:
+                mrow = b.gep(self.mask_rows, [b.add(b.mul(r, m_rs), b.mul(c0, m_cs))])
+                with self._loop("mask.c", const(0), nk) as c:
+                    cell = b.gep(srow, [c])
+                    b.store(b.fadd(b.load(cell), b.load(b.gep(mrow, [b.mul(c, m_cs)]))), cell)
+            hidden = nk
+            if k.causal:
+                # row r0 + r sees keys up to r0 + r + lkv - lq: in this tile, those below that - c0 + 1
+                seen = b.sub(b.add(b.add(r, r0), b.sub(self.lkv, self.lq)), b.sub(c0, const(1)))
+                hidden = imin(b, nk, b.select(b.icmp_signed("<", seen, const(0)), const(0), seen))
+            with self._loop("hide.c", hidden, ncols) as c:
+                b.store(neg_inf, b.gep(srow, [c]))
+            tmax = self._row_reduce(srow, "max")
+            b.store(tmax, b.gep(self.tmax, [r]))
+
+    def _vslot(self, name):
+        slot = self.vslots.get(name)
+        if slot is None:
+            b = self.b
+            entry = b.function.entry_basic_block
+            with b.goto_block(entry):
+                b.position_at_start(entry)
+                slot = self.vslots[name] = b.alloca(self.vec, name=name)
+        return slot
+
+    def _row_reduce(self, row, kind):
+        """Max (NaN-ignoring) or sum of the row's computed columns: vector lanes, then across them."""
+        b = self.b
+        slot = self._vslot(f"red.{kind}")
+        start = float("-inf") if kind == "max" else 0.0
+        b.store(self._vconst(start), slot)
+        with self._loop(f"red.{kind}", const(0), self.ncols, self.w) as c:
+            x = self._vload(row, c)
+            acc = b.load(slot)
+            b.store(self._max(acc, x) if kind == "max" else b.fadd(acc, x), slot)
+        lanes = self._lanes(b.load(slot))
+        total = lanes[0]
+        for x in lanes[1:]:
+            total = self._max(total, x) if kind == "max" else b.fadd(total, x)
+        return total
+
+    def _vote(self, j, nr):
+        """i1: skip this tile (every row's ``exp(tmax - m) < lambda``, not the first tile), or None (never)."""
+        if self.lam is None:
+            return None
+        b = self.b
+        flag = self._counter("vote")
+        b.store(const(1), flag)
+        with self._loop("vote.r", const(0), nr) as r:
+            gap = b.fsub(b.load(b.gep(self.tmax, [r])), b.load(b.gep(self.m, [r])))
+            small = b.fcmp_ordered("<", emit_math(b, "exp", [gap]), self.lam)
+            b.store(b.select(small, b.load(flag), const(0)), flag)
+        all_small = b.icmp_signed("!=", b.load(flag), const(0))
+        return b.and_(b.and_(all_small, b.icmp_signed(">", j, const(0))), self.skip_on)
+
+    def _accumulate(self, nr, c0, nk):
+        """Fold the tile into ``m``, ``l`` and ``O`` (the v tile is read only here)."""
+        k, b = self.k, self.b
+        bkp = const(self.bkp)
+        zero, neg_inf = ir.Constant(F32, 0.0), ir.Constant(F32, float("-inf"))
+        with self._loop("acc.r", const(0), nr) as r:
+            m_old = b.load(b.gep(self.m, [r]))
+            m_new = self._max(m_old, b.load(b.gep(self.tmax, [r])))
+            m_use = b.select(b.fcmp_ordered("==", m_new, neg_inf), zero, m_new)
+            alpha = emit_math(b, "exp", [b.fsub(m_old, m_use)])
+            srow = b.gep(self.s, [b.mul(r, bkp)])
+            with self._loop("exp.c", const(0), self.ncols) as c:
+                cell = b.gep(srow, [c])
+                b.store(emit_math(b, "exp", [b.fsub(b.load(cell), m_use)]), cell)
+            lp = b.gep(self.l, [r])
+            b.store(b.fadd(b.fmul(b.load(lp), alpha), self._row_reduce(srow, "sum")), lp)
+            b.store(m_new, b.gep(self.m, [r]))
+            orow = b.gep(self.o, [b.mul(r, self.dvp)])
+            with self._loop("rescale.e", const(0), self.dvp) as e:
+                cell = b.gep(orow, [e])
+                b.store(b.fmul(b.load(cell), alpha), cell)
+        # Vp[c][e] = v[c0 + c][e]
+        v_rs = self.num(k.v.strides[-2])
+        with self._loop("vpack.c", const(0), nk) as c:
+            src = b.gep(self.v_rows, [b.mul(b.add(c0, c), v_rs)])
+            dst = b.gep(self.vp, [b.mul(c, self.dvp)])
+            with self._loop("vpack.e", const(0), self.dv) as e:
+                b.store(b.load(b.gep(src, [e])), b.gep(dst, [e]))
+        with self._loop("pv.r", const(0), nr, ROWS) as rb:
+            with self._loop("pv.e", const(0), self.dvp, self.block) as eb:
+                slots = [[self._vslot(f"pvacc{i}_{v}") for v in range(VECTORS)] for i in range(ROWS)]
+                for i in range(ROWS):
+                    base = b.add(b.mul(b.add(rb, const(i)), self.dvp), eb)
+                    for v in range(VECTORS):
+                        b.store(self._vload(self.o, b.add(base, const(v * self.w))), slots[i][v])
+                with self._loop("pv.c", const(0), nk) as c:
+                    vrow = b.add(b.mul(c, self.dvp), eb)
+                    vvs = [self._vload(self.vp, b.add(vrow, const(v * self.w))) for v in range(VECTORS)]
+                    for i in range(ROWS):
+                        p = splat(b, b.load(b.gep(self.s, [b.add(b.mul(b.add(rb, const(i)), bkp), c)])), self.w)
+                        for v in range(VECTORS):
+                            b.store(self._fmuladd(p, vvs[v], b.load(slots[i][v])), slots[i][v])
+                for i in range(ROWS):
+                    base = b.add(b.mul(b.add(rb, const(i)), self.dvp), eb)
+                    for v in range(VECTORS):
+                        self._vstore(b.load(slots[i][v]), self.o, b.add(base, const(v * self.w)))
+
+    def _finish(self, nr, out_rows):
+        """``out = O / l`` for the tile's rows (0 when there are no keys at all)."""
+        k, b = self.k, self.b
+        o_rs = self.num(k.out.strides[-2])
+        no_keys = b.icmp_signed("==", self.lkv, const(0))
+        with self._loop("out.r", const(0), nr) as r:
+            l = b.load(b.gep(self.l, [r]))
+            orow = b.gep(self.o, [b.mul(r, self.dvp)])
+            dst = b.gep(out_rows, [b.mul(r, o_rs)])
+            with self._loop("out.e", const(0), self.dv) as e:
+                value = b.fdiv(b.load(b.gep(orow, [e])), l)
+                b.store(b.select(no_keys, ir.Constant(F32, 0.0), value), b.gep(dst, [e]))

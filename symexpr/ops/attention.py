@@ -1,0 +1,302 @@
+"""Fused attention: ``softmax(q @ swapaxes(k) * scale + mask) @ v`` as one op, with BLASST block skipping.
+
+:class:`Attention` is what the attention-fusion pass puts in place of the
+plain graph (and what :func:`fused_attention` builds directly).  It computes
+attention tile by tile with an online softmax (FlashAttention), so the
+``Lq x Lkv`` score matrix never exists in memory, and it may skip key tiles
+whose scores are negligible (BLASST, Yuan et al. 2025, the skip-softmax rule
+of NVIDIA's production kernels):
+
+* queries are cut into tiles of ``block_q`` rows, keys into tiles of
+  ``block_k``; for a query tile, key tiles are visited in order, keeping per
+  row the running max ``m`` (-inf at first), the running sum ``l`` and the
+  unnormalised output ``O``;
+* with ``S`` the tile's scaled, masked logits, the tile is *skipped* when
+  skipping is on, it is not the first tile the query tile visits, and every
+  row ``r`` of the query tile has ``exp(rowmax(S_r) - m_r) < lambda``
+  (float32): a skipped tile leaves ``m``, ``l`` and ``O`` untouched and its
+  ``v`` is never read;
+* ``lambda`` is ``threshold`` when given, or ``float32(scale_factor / Lkv)``;
+  skipping is off when ``lambda >= 1`` (and never skips anything when
+  ``lambda == 0``);
+* with ``causal``, query ``i`` sees key ``j`` when ``j <= i + Lkv - Lq``
+  (bottom-right aligned, as FlashAttention: a decode step's single query sees
+  every key); key tiles wholly past a query tile's last visible key are not
+  visited at all.
+
+A row whose visible logits are all ``-inf`` gives NaN, as :class:`~symexpr.ops.nnet.Softmax`
+defines; NaN and ``+inf`` logits give NaN rows likewise.
+
+The second output holds, per query tile, ``(visited, skipped)`` key tiles of
+the last evaluation: :func:`symexpr.attention.stats` reads it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from symexpr.graph.basic import Apply, Op
+from symexpr.graph.type import TensorType, format_shape
+from symexpr.ops.convert import as_tensor
+from symexpr.ops.elemwise import broadcast_static
+
+#: Floating dtypes :class:`Attention` takes (q, k, v and the mask share one).
+ATTENTION_DTYPES = ("float16", "float32", "float64")
+#: Default tile sizes (query rows x keys), for the CPU kernel.
+DEFAULT_BLOCK_Q = 64
+DEFAULT_BLOCK_K = 64
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"Attention: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _optional_threshold(name: str, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"Attention: {name} must be None or a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class Attention(Op):
+    """``softmax(q @ swapaxes(k, -1, -2) * scale + mask) @ v``, fused, with optional BLASST skipping.
+
+    Inputs: ``q`` (..., Lq, d), ``k`` (..., Lkv, d), ``v`` (..., Lkv, dv) and,
+    when ``has_mask``, an additive ``mask`` broadcastable to (..., Lq, Lkv);
+    leading dimensions broadcast (GQA/MQA share k/v heads through a size-1
+    axis).  Outputs: the attention (lead..., Lq, dv) and the tile counts
+    (lead..., ceil(Lq / block_q), 2) int64 (visited, skipped key tiles per
+    query tile).  See the module docstring for the exact semantics.
+
+    Parameters
+    ----------
+    scale : float
+        Multiplies ``q @ k^T`` before the mask is added.
+    causal : bool
+        Bottom-right aligned causal masking (in addition to ``mask``).
+    threshold : float, optional
+        ``lambda`` itself (FlashInfer's convention).
+    scale_factor : float, optional
+        ``lambda = scale_factor / Lkv`` (TensorRT-LLM's ``threshold_scale_factor``).
+        At most one of ``threshold`` and ``scale_factor``; neither is dense attention.
+    block_q, block_k : int
+        Tile sizes; skip decisions depend on them.
+    has_mask : bool
+        Whether a fourth input, the additive mask, is given.
+    """
+
+    __props__ = ("scale", "causal", "threshold", "scale_factor", "block_q", "block_k", "has_mask")
+
+    def __init__(self, scale: float, causal: bool = False, threshold=None, scale_factor=None,
+                 block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K, has_mask: bool = False):
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
+            raise ValueError(f"Attention: scale must be a finite number, got {scale!r}")
+        self.scale = float(scale)
+        self.causal = bool(causal)
+        self.threshold = _optional_threshold("threshold", threshold)
+        self.scale_factor = _optional_threshold("scale_factor", scale_factor)
+        if self.threshold is not None and self.scale_factor is not None:
+            raise ValueError("Attention: give threshold or scale_factor, not both")
+        self.block_q = _positive_int("block_q", block_q)
+        self.block_k = _positive_int("block_k", block_k)
+        self.has_mask = bool(has_mask)
+
+    @property
+    def skipping(self) -> bool:
+        """Whether a threshold is set (skipping may still be off for a given Lkv: see :meth:`skip_lambda`)."""
+        return self.threshold is not None or self.scale_factor is not None
+
+    def skip_lambda(self, lkv: int):
+        """``lambda`` as float32 for ``lkv`` keys, or None when nothing can be skipped."""
+        if self.threshold is not None:
+            lam = np.float32(self.threshold)
+        elif self.scale_factor is not None:
+            lam = np.float32(self.scale_factor / max(int(lkv), 1))
+        else:
+            return None
+        return lam if lam < 1 else None
+
+    def display_name(self) -> str:
+        parts = [f"scale={self.scale:g}"]
+        if self.causal:
+            parts.append("causal")
+        if self.has_mask:
+            parts.append("mask")
+        if self.threshold is not None:
+            parts.append(f"lambda={self.threshold:g}")
+        if self.scale_factor is not None:
+            parts.append(f"sf={self.scale_factor:g}")
+        if self.skipping:
+            parts.append(f"tiles={self.block_q}x{self.block_k}")
+        return f"Attention{{{', '.join(parts)}}}"
+
+    def make_node(self, q, k, v, *mask) -> Apply:
+        names = ("q", "k", "v") + (("mask",) if self.has_mask else ())
+        inputs = [as_tensor(x) for x in (q, k, v, *mask)]
+        if len(inputs) != len(names):
+            raise TypeError(f"{self.display_name()}: expected inputs ({', '.join(names)}), got {len(inputs)} inputs")
+        dtype = inputs[0].dtype
+        for name, x in zip(names, inputs):
+            if x.dtype not in ATTENTION_DTYPES:
+                raise TypeError(f"{self.display_name()}: {name} must be a float tensor ({', '.join(ATTENTION_DTYPES)}), got {x.dtype}")
+            if x.dtype != dtype:
+                raise TypeError(f"{self.display_name()}: {name} is {x.dtype} but q is {dtype}: give every input one dtype")
+        q, k, v = inputs[:3]
+        for name, x in zip(names[:3], (q, k, v)):
+            if x.ndim < 2:
+                raise ValueError(f"{self.display_name()}: {name} must have at least 2 dimensions (..., L, d), got {format_shape(x.type.shape)}")
+        qs, ks, vs = q.type.shape, k.type.shape, v.type.shape
+        _same("d", qs[-1], ks[-1], "q and k", self, qs, ks)
+        _same("Lkv", ks[-2], vs[-2], "k and v", self, ks, vs)
+        lead = broadcast_static([qs[:-2], ks[:-2], vs[:-2]], f"{self.display_name()}: the leading dims of q, k and v")
+        lq, lkv, dv = qs[-2], ks[-2], vs[-1]
+        if self.has_mask:
+            m = inputs[3].type.shape
+            broadcast_static([m, lead + (lq, lkv)], f"{self.display_name()}: mask {format_shape(m)} against the scores")
+            if len(m) > len(lead) + 2:
+                raise ValueError(f"{self.display_name()}: mask {format_shape(m)} has more dimensions than the scores")
+        tiles = None if lq is None else -(-lq // self.block_q)
+        return Apply(self, inputs, [TensorType(dtype, lead + (lq, dv)), TensorType("int64", lead + (tiles, 2))])
+
+    def infer_shape(self, node, input_shapes):
+        qs, ks, vs = (tuple(s) for s in input_shapes[:3])
+        if qs[-1] != ks[-1]:
+            raise ValueError(f"{self.display_name()}: q has d={qs[-1]} but k has d={ks[-1]}")
+        if ks[-2] != vs[-2]:
+            raise ValueError(f"{self.display_name()}: k has {ks[-2]} keys but v has {vs[-2]}")
+        try:
+            lead = tuple(np.broadcast_shapes(qs[:-2], ks[:-2], vs[:-2]))
+        except ValueError:
+            raise ValueError(
+                f"{self.display_name()}: the leading dims of q {qs}, k {ks} and v {vs} cannot be broadcast together"
+            ) from None
+        if self.has_mask:
+            try:
+                full = np.broadcast_shapes(tuple(input_shapes[3]), lead + (qs[-2], ks[-2]))
+            except ValueError:
+                full = None
+            if full != lead + (qs[-2], ks[-2]):
+                raise ValueError(f"{self.display_name()}: mask {tuple(input_shapes[3])} does not broadcast to the scores {lead + (qs[-2], ks[-2])}")
+        return [lead + (qs[-2], vs[-1]), lead + (-(-qs[-2] // self.block_q), 2)]
+
+    def perform(self, node, inputs):
+        self.infer_shape(node, [np.shape(x) for x in inputs])  # the shape errors, named
+        q, k, v = inputs[:3]
+        mask = inputs[3] if self.has_mask else None
+        out, counts = attention_reference(
+            q, k, v, mask, self.scale, self.causal, self.skip_lambda(k.shape[-2]), self.block_q, self.block_k
+        )
+        return [out.astype(node.outputs[0].dtype), counts]
+
+
+def _same(what, a, b, pair, op, sa, sb):
+    if a is not None and b is not None and a != b:
+        raise ValueError(f"{op.display_name()}: {pair} disagree on {what}: {format_shape(sa)} and {format_shape(sb)}")
+
+
+def causal_visible(lq: int, lkv: int) -> np.ndarray:
+    """(Lq, Lkv) bool: query ``i`` sees key ``j`` when ``j <= i + Lkv - Lq``."""
+    return np.arange(lkv)[None, :] <= np.arange(lq)[:, None] + (lkv - lq)
+
+
+def attention_reference(q, k, v, mask, scale, causal, lam, block_q, block_k):
+    """NumPy: the tiled online-softmax attention with the skip rule; ``(out, counts)``.
+
+    ``lam`` is the float32 ``lambda`` or None (nothing skipped).  Computed in
+    float32 (float64 for float64 inputs), vectorised over the leading dims and
+    query tiles, one key tile at a time.
+    """
+    acc = np.float64 if q.dtype == np.float64 else np.float32
+    q, k, v = (np.asarray(a, acc) for a in (q, k, v))
+    lq, lkv, dv = q.shape[-2], k.shape[-2], v.shape[-1]
+    lead = tuple(np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2]))
+    q = np.broadcast_to(q, lead + q.shape[-2:])
+    k = np.broadcast_to(k, lead + k.shape[-2:])
+    v = np.broadcast_to(v, lead + v.shape[-2:])
+    nqt = -(-lq // block_q)
+    counts = np.zeros(lead + (nqt, 2), np.int64)
+    m = np.full(lead + (lq,), -np.inf, acc)
+    l = np.zeros(lead + (lq,), acc)
+    o = np.zeros(lead + (lq, dv), acc)
+    if mask is not None:
+        mask = np.broadcast_to(np.asarray(mask, acc), lead + (lq, lkv))
+    # the last key each query tile sees (causal), and so how many key tiles it visits
+    tile_last_row = np.minimum((np.arange(nqt) + 1) * block_q, lq) - 1
+    last_key = tile_last_row + (lkv - lq) if causal else np.full(nqt, lkv - 1)
+    visits = np.clip(-(-(last_key + 1) // block_k), 0, None) if lkv else np.zeros(nqt, np.int64)
+    visits = np.minimum(visits, -(-lkv // block_k))
+    visible = causal_visible(lq, lkv) if causal else None
+    pad = nqt * block_q - lq
+    with np.errstate(all="ignore"):
+        for j in range(-(-lkv // block_k)):
+            c0, c1 = j * block_k, min((j + 1) * block_k, lkv)
+            s = np.matmul(q, np.swapaxes(k[..., c0:c1, :], -1, -2)) * acc(scale)
+            if mask is not None:
+                s = s + mask[..., c0:c1]
+            if causal:
+                s = np.where(visible[:, c0:c1], s, -np.inf)
+            tile_visits = np.repeat(j < visits, block_q)[:lq]  # per row: does its query tile visit this key tile
+            tmax = np.fmax.reduce(s, axis=-1)
+            if lam is not None and j > 0:
+                row_skips = np.exp((tmax - m).astype(np.float32)) < lam
+                per_tile = np.concatenate([row_skips, np.ones(lead + (pad,), bool)], axis=-1)
+                tile_skip = np.all(per_tile.reshape(lead + (nqt, block_q)), axis=-1)
+            else:
+                tile_skip = np.zeros(lead + (nqt,), bool)
+            counts[..., 0] += j < visits
+            counts[..., 1] += tile_skip & (j < visits)
+            active = np.repeat(tile_skip, block_q, axis=-1)[..., :lq] == 0
+            active &= tile_visits
+            m_new = np.fmax(m, tmax)
+            m_use = np.where(m_new == -np.inf, acc(0), m_new)
+            p = np.exp(s - m_use[..., None])
+            alpha = np.exp(m - m_use)
+            l_new = l * alpha + np.sum(p, axis=-1)
+            o_new = o * alpha[..., None] + np.matmul(p, v[..., c0:c1, :])
+            m = np.where(active, m_new, m)
+            l = np.where(active, l_new, l)
+            o = np.where(active[..., None], o_new, o)
+        # no keys at all: softmax over an empty axis times an empty v is zeros, as the plain graph gives
+        out = o / l[..., None] if lkv else o
+    return out, counts
+
+
+def fused_attention(q, k, v, mask=None, scale=None, causal: bool = False, threshold=None, scale_factor=None,
+                    block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K):
+    """``softmax(q @ swapaxes(k, -1, -2) * scale + mask) @ v`` as one :class:`Attention` op.
+
+    Parameters
+    ----------
+    q, k, v : Variable
+        (..., Lq, d), (..., Lkv, d), (..., Lkv, dv); leading dims broadcast.
+    mask : Variable, optional
+        Additive, broadcastable to (..., Lq, Lkv).
+    scale : float, optional
+        Default ``1 / sqrt(d)`` (d must then be known when the graph is built).
+    causal : bool
+        Bottom-right aligned causal masking.
+    threshold, scale_factor : float, optional
+        BLASST skipping: ``lambda`` itself, or ``scale_factor / Lkv``.
+    block_q, block_k : int
+        Tile sizes.
+
+    Returns
+    -------
+    Variable
+        The attention, (lead..., Lq, dv).
+    """
+    q, k, v = (as_tensor(x) for x in (q, k, v))
+    if scale is None:
+        d = q.type.shape[-1] if q.ndim else None
+        if d is None:
+            raise ValueError("fused_attention: scale is needed when q's last dimension is not known at build time")
+        scale = 1.0 / math.sqrt(d)
+    op = Attention(scale, causal, threshold, scale_factor, block_q, block_k, mask is not None)
+    args = (q, k, v) if mask is None else (q, k, v, mask)
+    return op(*args)[0]

@@ -1,0 +1,120 @@
+"""The llvm attention kernel against the NumPy reference of the same tiled rule: outputs and tile counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symexpr as se
+from symexpr.ops.attention import Attention, attention_reference
+
+from support import num_threads, plain_attention, with_sink
+
+
+def _compile(op, lead_q, lead_kv, d, dv, mask_shape=None):
+    q = se.tensor("q", "float32", lead_q + (None, d))
+    k = se.tensor("k", "float32", lead_kv + (None, d))
+    v = se.tensor("v", "float32", lead_kv + (None, dv))
+    inputs = [q, k, v]
+    if mask_shape is not None:
+        inputs.append(se.tensor("mask", "float32", mask_shape))
+    out, counts = op(*inputs)
+    return se.function(inputs, [out, counts], backend="llvm", passes="fast_compile")
+
+
+def _check(f, op, args, rtol=3e-5, atol=3e-6):
+    got, counts = f(*args)
+    mask = args[3] if len(args) > 3 else None
+    want, want_counts = attention_reference(*args[:3], mask, op.scale, op.causal, op.skip_lambda(args[1].shape[-2]),
+                                            op.block_q, op.block_k)
+    np.testing.assert_array_equal(counts, want_counts)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    return got, counts
+
+
+@settings(max_examples=30, deadline=None)
+@given(lq=st.integers(1, 70), lkv=st.integers(0, 90), d=st.integers(1, 20), dv=st.integers(1, 20),
+       causal=st.booleans(), mask_kind=st.sampled_from(["none", "full", "padding"]),
+       tiles=st.sampled_from([(64, 64), (16, 8), (5, 7), (1, 1)]), gqa=st.booleans(), seed=st.integers(0, 2**31))
+def test_dense_kernel_matches_the_reference(lq, lkv, d, dv, causal, mask_kind, tiles, gqa, seed):
+    rng = np.random.default_rng(seed)
+    lead_q, lead_kv = (2, 3), ((2, 1) if gqa else (2, 3))  # GQA: k/v heads broadcast over the query heads
+    op = Attention(0.37, causal=causal, block_q=tiles[0], block_k=tiles[1], has_mask=mask_kind != "none")
+    mask_shape = {"none": None, "full": (lq, lkv), "padding": (2, 1, 1, lkv)}[mask_kind]
+    f = _compile(op, lead_q, lead_kv, d, dv, mask_shape)
+    args = [rng.standard_normal(lead_q + (lq, d), dtype=np.float32), rng.standard_normal(lead_kv + (lkv, d), dtype=np.float32),
+            rng.standard_normal(lead_kv + (lkv, dv), dtype=np.float32)]
+    if mask_shape is not None:
+        args.append(np.where(rng.random(mask_shape) < 0.25, -np.inf, rng.standard_normal(mask_shape)).astype(np.float32))
+    got, _ = _check(f, op, args)
+    if lkv:
+        want = plain_attention(*args[:3], args[3] if mask_shape else None, op.scale, causal)
+        np.testing.assert_allclose(got, want, rtol=5e-5, atol=5e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("rule", [dict(threshold=1e-3), dict(threshold=0.0), dict(scale_factor=2.0), dict(scale_factor=1e4)])
+def test_skipping_kernel_skips_the_tiles_the_rule_picks(threads, causal, rule):
+    rng = np.random.default_rng(7)
+    q = rng.standard_normal((2, 3, 150, 16), dtype=np.float32)
+    k = rng.standard_normal((2, 3, 300, 16), dtype=np.float32)
+    v = rng.standard_normal((2, 3, 300, 12), dtype=np.float32)
+    q, k = with_sink(q, k, strength=20.0)
+    op = Attention(0.25, causal=causal, block_q=32, block_k=16, **rule)
+    f = _compile(op, (2, 3), (2, 3), 16, 12)
+    with num_threads(threads):
+        _, counts = _check(f, op, [q, k, v], rtol=1e-4, atol=1e-5)
+    skipped = counts[..., 1].sum()
+    if rule.get("threshold") == 0.0 or rule.get("scale_factor") == 1e4:  # lambda 0, or lambda >= 1: nothing skipped
+        assert skipped == 0
+    else:
+        assert skipped > counts[..., 0].sum() // 3
+
+
+def test_strided_layouts_are_read_in_place_or_copied():
+    """(B, L, H, d) reached by a transpose, a q whose head dim is not contiguous, a broadcast mask."""
+    rng = np.random.default_rng(3)
+    x = se.tensor("x", "float32", (None, None, 4, 8))  # (B, L, H, d)
+    qh = se.transpose(x, (0, 2, 1, 3))  # (B, H, L, d): a strided view
+    kt = se.tensor("kt", "float32", (None, 4, 8, None))  # k given as (B, H, d, L): its head dim is strided
+    v = se.tensor("v", "float32", (None, 4, None, 8))
+    op = Attention(0.3, block_q=8, block_k=8)
+    out, _ = op(qh, se.swapaxes(kt, -1, -2), v)
+    f = se.function([x, kt, v], out, backend="llvm", passes="fast_compile")
+    a = rng.standard_normal((2, 19, 4, 8), dtype=np.float32)
+    b = rng.standard_normal((2, 4, 8, 23), dtype=np.float32)
+    c = rng.standard_normal((2, 4, 23, 8), dtype=np.float32)
+    want = plain_attention(np.transpose(a, (0, 2, 1, 3)), np.swapaxes(b, -1, -2), c, None, 0.3, False)
+    np.testing.assert_allclose(f(a, b, c), want, rtol=3e-5, atol=3e-6)
+
+
+def test_one_compile_serves_every_length():
+    q, k, v = (se.tensor(n, "float32", (None, None, 16)) for n in "qkv")
+    op = Attention(0.25, causal=True, block_q=16, block_k=16)
+    f = se.function([q, k, v], op(q, k, v)[0], backend="llvm")
+    rng = np.random.default_rng(5)
+    for lq, lkv in [(1, 1), (5, 300), (40, 40), (17, 33), (1, 1000)]:
+        args = [rng.standard_normal((3, n, 16), dtype=np.float32) for n in (lq, lkv, lkv)]
+        np.testing.assert_allclose(f(*args), plain_attention(*args, None, 0.25, True), rtol=3e-5, atol=3e-6)
+    assert f._compiled.compilations == 1
+
+
+def test_nan_and_inf_propagate_as_softmax_defines():
+    q, k, v = (se.tensor(n, "float32", (None, 4)) for n in "qkv")
+    m = se.tensor("m", "float32", (None, None))
+    op = Attention(1.0, block_q=2, block_k=2, has_mask=True)
+    f = se.function([q, k, v, m], op(q, k, v, m)[0], backend="llvm")
+    rng = np.random.default_rng(2)
+    a = [rng.standard_normal((4, 4), dtype=np.float32) for _ in range(3)]
+    mask = np.zeros((4, 4), np.float32)
+    mask[0, 3] = np.nan
+    mask[1, 2] = np.inf
+    mask[2] = -np.inf
+    got = f(*a, mask)
+    want = plain_attention(*a, mask, 1.0, False)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(got[:3]).all() and np.isfinite(got[3]).all()
