@@ -4,7 +4,8 @@ Run: ``python benchmarks/bench_attention.py [--markdown] [--quick]`` (torch from
 
 * Prefill: B=1, H=12, d=64, L in {1024, 2048, 4096, 8192} (``--quick``: 1024, 2048), causal
   and not.  symexpr compiles the plain graph ``softmax(q @ k^T * scale [+ causal mask]) @ v``
-  (fused by ``fast_run``); torch runs ``scaled_dot_product_attention`` (``is_causal``).
+  (the causal mask ``where(j <= i, 0, -inf)`` from two aranges; ``fast_run`` fuses it all);
+  torch runs ``scaled_dot_product_attention`` (``is_causal``).
 * Decode: one query per head against L_kv in {4096, 16384, 32768} cached keys.
 * BLASST: on synthetic decoder-like inputs (:func:`symexpr.attention.decoder_like_qkv`: an
   attention sink, local windows, two retrieval heads), the threshold scale factor ``sf`` is
@@ -39,10 +40,9 @@ def _graph(se, causal: bool, lq_static=None):
     k = se.tensor("k", "float32", (1, HEADS, None, HEAD_DIM))
     v = se.tensor("v", "float32", (1, HEADS, None, HEAD_DIM))
     scores = q @ se.swapaxes(k, -1, -2) * (1 / math.sqrt(HEAD_DIM))
-    if causal:
-        from symexpr.ops.attention import fused_attention
-
-        return [q, k, v], fused_attention(q, k, v, scale=1 / math.sqrt(HEAD_DIM), causal=True)
+    if causal:  # torch.tril's mask, written with aranges: fast_run makes it the op's structural causal flag
+        i, j = se.arange(q.shape[2]), se.arange(k.shape[2])
+        scores = scores + se.where(se.expand_dims(j, 0) <= se.expand_dims(i, 1), 0.0, -math.inf).astype("float32")
     return [q, k, v], se.softmax(scores, axis=-1) @ v
 
 

@@ -197,7 +197,7 @@ def plain_attention(q, k, v, mask, scale, causal):
     if mask is not None:
         s = s + mask
     if causal:
-        s = np.where(causal_visible(q.shape[-2], k.shape[-2]), s, -np.inf)
+        s = np.where(causal_visible(q.shape[-2], k.shape[-2], "bottom_right" if causal is True else causal), s, -np.inf)
     with np.errstate(all="ignore"):
         e = np.exp(s - np.max(s, axis=-1, keepdims=True)) if s.shape[-1] else s
         p = e / np.sum(e, axis=-1, keepdims=True)

@@ -137,7 +137,9 @@ def calibrate(inputs, outputs, batches, target_sparsity: float = 0.7, thresholds
     ``sf = lambda * L``.  Per phase (decode: a query length of 1; prefill:
     longer), ``log sf = log a + b * S`` is fitted by least squares over the
     samples with ``0 < S < 1`` (NVIDIA Model-Optimizer's form), and
-    ``sf = a * exp(b * target_sparsity)``.
+    ``sf = a * exp(b * target_sparsity)``.  Of the samples of one context
+    length, only those whose sparsity rose with lambda count (a short context
+    saturates at the few tiles it has).
 
     Parameters
     ----------
@@ -188,7 +190,7 @@ def calibrate(inputs, outputs, batches, target_sparsity: float = 0.7, thresholds
     if show:
         print(file=sys.stderr, flush=True)
     for phase in sorted({s[0] for s in result.samples}):
-        points = [(s[3], math.log(s[1] * s[2])) for s in result.samples if s[0] == phase and 0 < s[3] < 1]
+        points = [(s[3], math.log(s[1] * s[2])) for s in _rising(result.samples, phase) if 0 < s[3] < 1]
         if len({p[0] for p in points}) < 2:
             continue  # nothing between "never" and "always": no fit for this phase
         sparsity, log_sf = np.array(points).T
@@ -198,6 +200,23 @@ def calibrate(inputs, outputs, batches, target_sparsity: float = 0.7, thresholds
     if plot is not None:
         result.plot(plot)
     return result
+
+
+def _rising(samples, phase):
+    """The samples of ``phase`` whose sparsity exceeds every smaller lambda's at the same (op, length).
+
+    A short context saturates (its few key tiles are all skipped, or the ones
+    left cannot be): larger lambdas then add points at one sparsity that
+    would drag the fit towards factors far too large.
+    """
+    best: dict = {}
+    kept = []
+    for s in sorted((s for s in samples if s[0] == phase), key=lambda s: s[1]):
+        key = s[2]
+        if s[3] > best.get(key, -1.0):
+            best[key] = s[3]
+            kept.append(s)
+    return kept
 
 
 def _relative_error(got, want) -> float:

@@ -221,6 +221,7 @@ class AttentionKernel:
     tile (int64, strides over ``lead + (tiles, 2)``).  ``q``, ``k``, ``v`` and
     ``out`` have strides over ``lead + (rows, columns)`` with a unit last
     stride; ``mask`` (optional) strides over ``lead + (lq, lkv)``.  All float32.
+    ``causal`` is False, ``"bottom_right"`` or ``"top_left"`` (see :mod:`symexpr.ops.attention`).
     Like :class:`QGemmKernel`, the kernel splits its work between threads itself.
     """
 
@@ -237,7 +238,7 @@ class AttentionKernel:
     counts: Access
     mask: Access
     scale: float
-    causal: bool
+    causal: object
     mode: str
     threshold: float
     block_q: int
@@ -365,7 +366,7 @@ def format_attention(step) -> str:
             "scale_factor": f"skip: lambda = {step.threshold:g} / lkv"}[step.mode]
     lines = [
         f"attention {step.name} lead={step.lead} lq={step.lq} lkv={step.lkv} d={step.d} dv={step.dv} "
-        f"scale={step.scale:g}{' causal' if step.causal else ''} tiles={step.block_q}x{step.block_k} {rule}",
+        f"scale={step.scale:g}{' causal ' + step.causal if step.causal else ''} tiles={step.block_q}x{step.block_k} {rule}",
     ]
     for role, access in step.accesses():
         lines.append(f"  {role} = {_format_access(access)}")

@@ -19,10 +19,11 @@ of NVIDIA's production kernels):
 * ``lambda`` is ``threshold`` when given, or ``float32(scale_factor / Lkv)``;
   skipping is off when ``lambda >= 1`` (and never skips anything when
   ``lambda == 0``);
-* with ``causal``, query ``i`` sees key ``j`` when ``j <= i + Lkv - Lq``
-  (bottom-right aligned, as FlashAttention: a decode step's single query sees
-  every key); key tiles wholly past a query tile's last visible key are not
-  visited at all.
+* with ``causal="bottom_right"`` (or True), query ``i`` sees key ``j`` when
+  ``j <= i + Lkv - Lq`` (as FlashAttention: a decode step's single query sees
+  every key); with ``causal="top_left"`` when ``j <= i`` (``torch.tril``, what
+  a mask built from two ``arange`` s gives); the two agree when ``Lq == Lkv``.
+  Key tiles wholly past a query tile's last visible key are not visited at all.
 
 A row whose visible logits are all ``-inf`` gives NaN, as :class:`~symexpr.ops.nnet.Softmax`
 defines; NaN and ``+inf`` logits give NaN rows likewise.
@@ -45,9 +46,26 @@ from symexpr.ops.elemwise import broadcast_static
 
 #: Floating dtypes :class:`Attention` takes (q, k, v and the mask share one).
 ATTENTION_DTYPES = ("float16", "float32", "float64")
+#: Causal alignments: key j is visible to query i when j <= i + offset, offset Lkv - Lq or 0.
+CAUSAL_MODES = ("bottom_right", "top_left")
 #: Default tile sizes (query rows x keys), for the CPU kernel.
 DEFAULT_BLOCK_Q = 64
 DEFAULT_BLOCK_K = 64
+
+
+def _causal_mode(causal):
+    if causal is True:
+        return "bottom_right"
+    if causal is False or causal is None:
+        return False
+    if causal not in CAUSAL_MODES:
+        raise ValueError(f"Attention: causal must be a bool or one of {', '.join(map(repr, CAUSAL_MODES))}, got {causal!r}")
+    return causal
+
+
+def causal_offset(causal, lq: int, lkv: int) -> int:
+    """``offset`` with key ``j`` visible to query ``i`` when ``j <= i + offset``."""
+    return lkv - lq if causal == "bottom_right" else 0
 
 
 def _positive_int(name: str, value) -> int:
@@ -78,8 +96,8 @@ class Attention(Op):
     ----------
     scale : float
         Multiplies ``q @ k^T`` before the mask is added.
-    causal : bool
-        Bottom-right aligned causal masking (in addition to ``mask``).
+    causal : bool or {"bottom_right", "top_left"}
+        Causal masking (in addition to ``mask``); True is ``"bottom_right"``.
     threshold : float, optional
         ``lambda`` itself (FlashInfer's convention).
     scale_factor : float, optional
@@ -98,7 +116,7 @@ class Attention(Op):
         if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
             raise ValueError(f"Attention: scale must be a finite number, got {scale!r}")
         self.scale = float(scale)
-        self.causal = bool(causal)
+        self.causal = _causal_mode(causal)
         self.threshold = _optional_threshold("threshold", threshold)
         self.scale_factor = _optional_threshold("scale_factor", scale_factor)
         if self.threshold is not None and self.scale_factor is not None:
@@ -125,7 +143,7 @@ class Attention(Op):
     def display_name(self) -> str:
         parts = [f"scale={self.scale:g}"]
         if self.causal:
-            parts.append("causal")
+            parts.append("causal" if self.causal == "bottom_right" else f"causal={self.causal}")
         if self.has_mask:
             parts.append("mask")
         if self.threshold is not None:
@@ -200,9 +218,9 @@ def _same(what, a, b, pair, op, sa, sb):
         raise ValueError(f"{op.display_name()}: {pair} disagree on {what}: {format_shape(sa)} and {format_shape(sb)}")
 
 
-def causal_visible(lq: int, lkv: int) -> np.ndarray:
-    """(Lq, Lkv) bool: query ``i`` sees key ``j`` when ``j <= i + Lkv - Lq``."""
-    return np.arange(lkv)[None, :] <= np.arange(lq)[:, None] + (lkv - lq)
+def causal_visible(lq: int, lkv: int, causal="bottom_right") -> np.ndarray:
+    """(Lq, Lkv) bool: query ``i`` sees key ``j`` when ``j <= i + offset`` (see :func:`causal_offset`)."""
+    return np.arange(lkv)[None, :] <= np.arange(lq)[:, None] + causal_offset(causal, lq, lkv)
 
 
 def attention_reference(q, k, v, mask, scale, causal, lam, block_q, block_k):
@@ -228,10 +246,11 @@ def attention_reference(q, k, v, mask, scale, causal, lam, block_q, block_k):
         mask = np.broadcast_to(np.asarray(mask, acc), lead + (lq, lkv))
     # the last key each query tile sees (causal), and so how many key tiles it visits
     tile_last_row = np.minimum((np.arange(nqt) + 1) * block_q, lq) - 1
-    last_key = tile_last_row + (lkv - lq) if causal else np.full(nqt, lkv - 1)
+    causal = _causal_mode(causal)
+    last_key = tile_last_row + causal_offset(causal, lq, lkv) if causal else np.full(nqt, lkv - 1)
     visits = np.clip(-(-(last_key + 1) // block_k), 0, None) if lkv else np.zeros(nqt, np.int64)
     visits = np.minimum(visits, -(-lkv // block_k))
-    visible = causal_visible(lq, lkv) if causal else None
+    visible = causal_visible(lq, lkv, causal) if causal else None
     pad = nqt * block_q - lq
     with np.errstate(all="ignore"):
         for j in range(-(-lkv // block_k)):
@@ -267,7 +286,7 @@ def attention_reference(q, k, v, mask, scale, causal, lam, block_q, block_k):
     return out, counts
 
 
-def fused_attention(q, k, v, mask=None, scale=None, causal: bool = False, threshold=None, scale_factor=None,
+def fused_attention(q, k, v, mask=None, scale=None, causal=False, threshold=None, scale_factor=None,
                     block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K):
     """``softmax(q @ swapaxes(k, -1, -2) * scale + mask) @ v`` as one :class:`Attention` op.
 
@@ -279,8 +298,8 @@ def fused_attention(q, k, v, mask=None, scale=None, causal: bool = False, thresh
         Additive, broadcastable to (..., Lq, Lkv).
     scale : float, optional
         Default ``1 / sqrt(d)`` (d must then be known when the graph is built).
-    causal : bool
-        Bottom-right aligned causal masking.
+    causal : bool or {"bottom_right", "top_left"}
+        Causal masking; True is ``"bottom_right"`` (see :class:`Attention`).
     threshold, scale_factor : float, optional
         BLASST skipping: ``lambda`` itself, or ``scale_factor / Lkv``.
     block_q, block_k : int

@@ -10,6 +10,11 @@ elementwise fusion, on the forms users write:
 * scalar constant scales on ``q``, on ``k`` or on the scores, multiplied or
   divided, in any number, and additive terms (the mask: padding, causal,
   constants; several are summed), in any order around the scale;
+* a causal mask ``where(j <= i, 0, -inf)`` built from two ``arange`` s (or
+  ``j > i`` with the values swapped, or a constant holding that pattern)
+  becomes the op's structural ``causal="top_left"``, when its lengths are
+  provably q's and k's (followed back through reshapes, transposes and
+  slices); other masks are read as they are;
 * any leading layout: batched and multi-head (B, H, L, d), a (B, L, H, d)
   layout reached through reshape/transpose (a strided view), and GQA/MQA
   k/v heads shared by broadcasting.
@@ -28,10 +33,13 @@ from symexpr.graph.basic import Constant
 from symexpr.graph.fgraph import FunctionGraph
 from symexpr.ops import elemwise as ew
 from symexpr.ops import shape as shape_ops
-from symexpr.ops.attention import ATTENTION_DTYPES, DEFAULT_BLOCK_K, DEFAULT_BLOCK_Q, Attention
+from symexpr.ops.attention import ATTENTION_DTYPES, DEFAULT_BLOCK_K, DEFAULT_BLOCK_Q, Attention, causal_visible
+from symexpr.ops.creation import ARange
 from symexpr.ops.elemwise import Elemwise
+from symexpr.ops.indexing import Subtensor
 from symexpr.ops.matmul import MatMul
 from symexpr.ops.nnet import Softmax
+from symexpr.ops.sizes import ShapeOf
 
 
 #: Names of the side outputs :class:`Blasst` adds (see ``FunctionGraph.add_side_outputs``).
@@ -144,6 +152,113 @@ def _mask_fits(mask, scores) -> bool:
     return True
 
 
+# -- causal masks ---------------------------------------------------------------------------------
+def _dim_source(var, axis: int, depth: int = 0):
+    """What decides the size of ``var``'s dimension ``axis``, followed back through views.
+
+    Two equal results mean equal sizes at run time: ``("static", n)``, or the
+    dimension of an input or of a node that is not a view.  Unequal results
+    prove nothing.
+    """
+    axis %= max(var.ndim, 1)
+    n = var.type.shape[axis]
+    if n is not None:
+        return ("static", int(n))
+    node = var.owner
+    if node is None or depth > 64:
+        return ("dim", id(var), axis)
+    op = node.op
+    if isinstance(op, shape_ops.Transpose):
+        return _dim_source(node.inputs[0], op.axes[axis], depth + 1)
+    if isinstance(op, shape_ops.Reshape) and op.shape[axis] is None:
+        k = sum(1 for e in op.shape[:axis] if e is None)  # the size inputs follow x, one per None
+        return _size_source(node.inputs[1 + k], depth + 1)
+    if isinstance(op, Subtensor):
+        source, out_axis = 0, 0
+        for entry in op.idx:
+            if entry[0] == "newaxis":
+                out_axis += 1
+                continue
+            if entry[0] == "slice":
+                if out_axis == axis:
+                    full = entry[1] is None and entry[2] is None and entry[3] in (None, 1)
+                    return _dim_source(node.inputs[0], source, depth + 1) if full else ("dim", id(var), axis)
+                out_axis += 1
+            source += 1
+        return _dim_source(node.inputs[0], source + axis - out_axis, depth + 1)
+    return ("dim", id(var), axis)
+
+
+def _size_source(size, depth: int = 0):
+    """:func:`_dim_source` of the dimension a 0-d int64 size expression reads, or the expression itself."""
+    if isinstance(size, Constant):
+        return ("static", int(np.asarray(size.data)))
+    if size.owner is not None and isinstance(size.owner.op, ShapeOf):
+        return _dim_source(size.owner.inputs[0], size.owner.op.axis, depth + 1)
+    return ("size", id(size))
+
+
+def _arange_length(var):
+    """The size source of ``arange(0, n, 1)`` under an ``expand_dims``, and the axis the arange runs along."""
+    node = var.owner
+    if node is None or not isinstance(node.op, shape_ops.ExpandDims) or var.ndim != 2:
+        return None
+    inner = node.inputs[0]
+    if inner.owner is None or not isinstance(inner.owner.op, ARange):
+        return None
+    op = inner.owner.op
+    if op.start != 0 or op.step != 1:
+        return None
+    length = _size_source(inner.owner.inputs[0]) if op.stop is None else ("static", int(op.stop))
+    along = 1 if tuple(node.op.axes) == (0,) else 0 if tuple(node.op.axes) == (1,) else None
+    return None if along is None else (length, along)
+
+
+def _is_top_left_causal(term, q, k) -> bool:
+    """Whether ``term`` is ``where(j <= i, 0, -inf)`` over (Lq, Lkv): key ``j`` hidden from query ``i > ...``.
+
+    Either a constant equal to that pattern for q's and k's static lengths,
+    or ``where`` of a comparison of two ``arange(n)``, one along each axis,
+    whose lengths are provably q's and k's.
+    """
+    lq, lkv = _dim_source(q, -2), _dim_source(k, -2)
+    if isinstance(term, Constant):
+        data = np.asarray(term.data)
+        if lq[0] != "static" or lkv[0] != "static" or data.ndim < 2 or data.shape[-2:] != (lq[1], lkv[1]):
+            return False
+        if any(n != 1 for n in data.shape[:-2]):
+            return False
+        want = np.where(causal_visible(lq[1], lkv[1], "top_left"), 0.0, -np.inf)
+        return bool(np.array_equal(data.reshape(want.shape), want))
+    node = term.owner
+    if node is not None and isinstance(node.op, Elemwise) and node.op.scalar_op.name == "cast":
+        term, node = node.inputs[0], node.inputs[0].owner
+    if node is None or not isinstance(node.op, Elemwise) or node.op.scalar_op.name != "where":
+        return False
+    cond, a, b = node.inputs
+    va, vb = (np.asarray(x.data) if isinstance(x, Constant) and np.size(x.data) == 1 else None for x in (a, b))
+    if va is None or vb is None:
+        return False
+    va, vb = float(va.reshape(())), float(vb.reshape(())),
+    if (va, vb) == (0.0, -np.inf):
+        visible_when = {"le": "j<=i", "ge": "i>=j"}
+    elif (va, vb) == (-np.inf, 0.0):
+        visible_when = {"gt": "j<=i", "lt": "i>=j"}
+    else:
+        return False
+    if cond.owner is None or not isinstance(cond.owner.op, Elemwise):
+        return False
+    name = cond.owner.op.scalar_op.name
+    if name not in visible_when:
+        return False
+    left, right = (_arange_length(x) for x in cond.owner.inputs)
+    if left is None or right is None:
+        return False
+    # "j<=i": the left operand runs along keys (axis 1) and the right along queries (axis 0); "i>=j" the reverse
+    keys, queries = (left, right) if visible_when[name] == "j<=i" else (right, left)
+    return keys[1] == 1 and queries[1] == 0 and keys[0] == lkv and queries[0] == lq
+
+
 def match_attention(node, clients, block_q=DEFAULT_BLOCK_Q, block_k=DEFAULT_BLOCK_K):
     """The :class:`Attention` output replacing ``node`` (a ``MatMul(softmax(scores), v)``), or None."""
     if not isinstance(node.op, MatMul):
@@ -166,17 +281,21 @@ def match_attention(node, clients, block_q=DEFAULT_BLOCK_Q, block_k=DEFAULT_BLOC
     k = _unswapped(kt)
     scale = alpha * cq * ck
     dtype = q.dtype
-    if dtype not in ATTENTION_DTYPES or any(x.dtype != dtype for x in (k, v)):
+    # one dtype throughout: a float64 scale (np.sqrt's result) promotes float32 scores, and the op would not
+    if dtype not in ATTENTION_DTYPES or any(x.dtype != dtype for x in (k, v, sm.inputs[0], node.outputs[0])):
         return None
-    mask = None
+    mask, causal = None, False
     for beta, term in terms:
         if term.dtype != dtype or not _mask_fits(term, qk):
             return None
+        if not causal and beta > 0 and _is_top_left_causal(term, q, k):
+            causal = "top_left"  # hidden keys structurally: the kernel never visits their tiles
+            continue
         term = term if beta == 1.0 else ew.mul(term, Constant(np.asarray(beta, dtype)))
         mask = term if mask is None else ew.add(mask, term)
     if not isinstance(scale, numbers.Real) or not np.isfinite(scale):
         return None
-    op = Attention(scale, has_mask=mask is not None, block_q=block_q, block_k=block_k)
+    op = Attention(scale, causal=causal, has_mask=mask is not None, block_q=block_q, block_k=block_k)
     try:
         out = op(q, k, v, *(() if mask is None else (mask,)))[0]
     except (TypeError, ValueError):

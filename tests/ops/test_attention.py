@@ -20,14 +20,15 @@ def skip_rule(q, k, v, mask, scale, causal, lam, bq, bk):
     s_all = (q @ k.T) * np.float32(scale)
     if mask is not None:
         s_all = s_all + mask
+    shift = (lkv - lq if causal == "bottom_right" else 0) if causal else None
     if causal:
-        s_all = np.where(causal_visible(lq, lkv), s_all, -np.inf)
+        s_all = np.where(causal_visible(lq, lkv, causal), s_all, -np.inf)
     out = np.zeros((lq, v.shape[1]), np.float32)
     tiles = []
     with np.errstate(all="ignore"):
         for r0 in range(0, lq, bq):
             rows = slice(r0, min(r0 + bq, lq))
-            last = min(r0 + bq, lq) - 1 + (lkv - lq) if causal else lkv - 1
+            last = min(r0 + bq, lq) - 1 + shift if causal else lkv - 1
             n_tiles = min(max(0, -(-(last + 1) // bk)), -(-lkv // bk))
             m = np.full(rows.stop - r0, -np.inf, np.float32)
             l = np.zeros_like(m)
@@ -60,7 +61,8 @@ def _inputs(rng, lead, lq, lkv, d, dv, spread=1.0):
 
 
 @settings(max_examples=40, deadline=None)
-@given(lq=st.integers(1, 40), lkv=st.integers(0, 40), d=st.integers(1, 9), causal=st.booleans(),
+@given(lq=st.integers(1, 40), lkv=st.integers(0, 40), d=st.integers(1, 9),
+       causal=st.sampled_from([False, "bottom_right", "top_left"]),
        masked=st.booleans(), bq=st.integers(1, 9), bk=st.integers(1, 9), seed=st.integers(0, 2**31))
 def test_dense_reference_equals_plain_attention(lq, lkv, d, causal, masked, bq, bk, seed):
     rng = np.random.default_rng(seed)
@@ -73,7 +75,8 @@ def test_dense_reference_equals_plain_attention(lq, lkv, d, causal, masked, bq, 
 
 
 @settings(max_examples=40, deadline=None)
-@given(lq=st.integers(1, 30), lkv=st.integers(1, 60), causal=st.booleans(), bq=st.integers(1, 8),
+@given(lq=st.integers(1, 30), lkv=st.integers(1, 60), causal=st.sampled_from([False, "bottom_right", "top_left"]),
+       bq=st.integers(1, 8),
        bk=st.integers(1, 8), lam=st.sampled_from([0.0, 1e-3, 0.05, 0.3]), seed=st.integers(0, 2**31))
 def test_vectorised_reference_follows_the_skip_rule(lq, lkv, causal, bq, bk, lam, seed):
     rng = np.random.default_rng(seed)

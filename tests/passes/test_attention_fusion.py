@@ -126,6 +126,9 @@ def test_not_fused_where_it_would_change_the_graph():
     probs = se.softmax(s, axis=-1)  # the probabilities are an output too: computing them anyway, no gain
     f = se.function([q, k, v], [probs @ v, probs], backend="numpy")
     assert not any(isinstance(op, Attention) for op in _ops(f))
+    promoted = se.softmax(s * np.float64(0.3), axis=-1) @ v  # float64 scores: the op computes in q's dtype
+    f = se.function([q, k, v], promoted, backend="numpy")
+    assert not any(isinstance(op, Attention) for op in _ops(f)) and f.outputs[0].dtype == "float64"
     nonlinear = se.softmax(se.tanh(s), axis=-1) @ v
     assert not any(isinstance(op, Attention) for op in _ops(se.function([q, k, v], nonlinear, backend="numpy")))
 
@@ -178,3 +181,49 @@ def test_chained_attentions_are_fused_without_duplicating_the_graph():
     ops = _ops(f)
     assert sum(isinstance(op, Attention) for op in ops) == 3
     assert sum(type(op).__name__ == "MatMul" for op in ops) == 3  # the h @ w, once each
+
+
+def _causal(n_q, n_k, form="le"):
+    i, j = se.arange(n_q), se.arange(n_k)
+    jj, ii = se.expand_dims(j, 0), se.expand_dims(i, 1)
+    if form == "le":
+        return se.where(jj <= ii, 0.0, -np.inf).astype("float32")
+    if form == "gt":
+        return se.where(jj > ii, -np.inf, 0.0).astype("float32")
+    return se.where(ii >= jj, np.float32(0), np.float32(-np.inf))
+
+
+@pytest.mark.parametrize("form", ["le", "gt", "ge"])
+def test_causal_mask_from_aranges_becomes_structural(form):
+    """The (B, L, H, d) self-attention of one projection: q's and k's lengths are provably x's."""
+    x = se.tensor("x", "float32", (1, None, 3 * H * D))
+    length = x.shape[1]
+    qkv = se.reshape(x, (1, length, 3, H, D))
+    q, k, v = (se.transpose(qkv[:, :, j], (0, 2, 1, 3)) for j in range(3))
+    mask = _causal(q.shape[2], k.shape[2], form)
+    out = se.softmax(q @ se.swapaxes(k, -1, -2) * 0.35 + mask, axis=-1) @ v
+    rng = np.random.default_rng(11)
+    f = _check_fused([x], out, _data(rng, (1, 70, 3 * H * D)))
+    op = next(op for op in _ops(f) if isinstance(op, Attention))
+    assert op.causal == "top_left" and not op.has_mask
+
+
+def test_causal_mask_of_unproven_lengths_stays_a_mask():
+    q, k, v = _qkv()
+    other = se.tensor("positions", "float32", (None,))  # its length is not provably q's or k's
+    n = other.shape[0]
+    out = se.softmax(q @ se.swapaxes(k, -1, -2) + _causal(n, n), axis=-1) @ v
+    rng = np.random.default_rng(12)
+    f = _check_fused([q, k, v, other], out, _data(rng, (B, H, 6, D), (B, H, 6, D), (B, H, 6, D), (6,)))
+    op = next(op for op in _ops(f) if isinstance(op, Attention))
+    assert not op.causal and op.has_mask
+
+
+def test_static_causal_constant_becomes_structural():
+    q, k, v = _qkv((B, H, 9, D))
+    tril = np.where(np.tril(np.ones((9, 9), bool)), 0.0, -np.inf).astype(np.float32)
+    out = se.softmax(q @ se.swapaxes(k, -1, -2) * 0.3 + tril, axis=-1) @ v
+    rng = np.random.default_rng(13)
+    f = _check_fused([q, k, v], out, _data(rng, (B, H, 9, D), (B, H, 9, D), (B, H, 9, D)))
+    op = next(op for op in _ops(f) if isinstance(op, Attention))
+    assert op.causal == "top_left" and not op.has_mask

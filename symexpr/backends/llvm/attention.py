@@ -7,8 +7,9 @@ mask's short and long tiles spread evenly).  For each item::
     m = -inf, l = 0, O = 0                          (per row; O on the stack, dv padded)
     for each key tile j it visits (causal: up to its last visible key):
         Kt = k tile, transposed on the stack         [d][BKP]
-        S  = (q @ Kt) * scale                        4-row x 2-vector register blocks, over the
-                                                     tile's keys rounded up to a block (not all of BKP)
+        S  = (q @ Kt) * scale                        4-row x 2-vector register blocks (1-row ones for
+                                                     the last rows), over the tile's keys rounded up
+                                                     to a block (not all of BKP)
         S += mask; S = -inf where causal hides a key or past the tile's keys
         tmax = rowmax(S)                             (NaN-ignoring, as the running max)
         if j > 0 and every row has exp(tmax - m) < lambda:  skip (v is not read)
@@ -94,6 +95,8 @@ class _Emitter:
             self.ptr[role] = b.bitcast(args[access.buffer], ty.as_pointer())
         n = self.num
         self.lq, self.lkv, self.d, self.dv = n(kernel.lq), n(kernel.lkv), n(kernel.d), n(kernel.dv)
+        # causal: key j is visible to query i when j <= i + shift
+        self.shift = b.sub(self.lkv, self.lq) if kernel.causal == "bottom_right" else const(0)
         self.dvp = b.mul(_ceil_div(b, self.dv, const(self.block)), const(self.block))
         self.s = self._stack(const(self.bq_pad * self.bkp), "S")
         self.kt = self._stack(b.mul(b.add(self.d, const(1)), const(self.bkp)), "Kt")
@@ -218,7 +221,7 @@ class _Emitter:
         visits = nkt
         if k.causal:
             # keys up to r0 + nr - 1 + (lkv - lq) are visible to some row of the tile
-            last = b.add(b.add(r0, b.sub(nr, const(1))), b.sub(self.lkv, self.lq))
+            last = b.add(b.add(r0, b.sub(nr, const(1))), self.shift)
             reach = b.sdiv(b.add(last, const(self.bk)), const(self.bk))  # floor((last + 1) / bk) rounded up
             reach = b.select(b.icmp_signed("<", last, const(0)), const(0), reach)
             visits = imin(b, reach, nkt)
@@ -254,25 +257,7 @@ class _Emitter:
             src = b.gep(self.k_rows, [b.mul(b.add(c0, c), k_rs)])
             with self._loop("pack.d", const(0), self.d) as dd:
                 b.store(b.load(b.gep(src, [dd])), b.gep(self.kt, [b.add(b.mul(dd, bkp), c)]))
-        q_rs = self.num(k.q.strides[-2])
-        scale = self._vconst(k.scale)
-        with self._loop("qk.r", const(0), nr, ROWS) as rb:
-            rows = [b.gep(self.q_rows, [b.mul(imin(b, b.add(rb, const(i)), b.sub(nr, const(1))), q_rs)]) for i in range(ROWS)]
-            with self._loop("qk.c", const(0), ncols, self.block) as cb:
-                slots = [[self._vslot(f"qkacc{i}_{v}") for v in range(VECTORS)] for i in range(ROWS)]
-                for row in slots:
-                    for slot in row:
-                        b.store(self._vconst(0.0), slot)
-                with self._loop("qk.d", const(0), self.d) as dd:
-                    kvs = [self._vload(self.kt, b.add(b.mul(dd, bkp), b.add(cb, const(v * self.w)))) for v in range(VECTORS)]
-                    for i in range(ROWS):
-                        qv = splat(b, b.load(b.gep(rows[i], [dd])), self.w)
-                        for v in range(VECTORS):
-                            b.store(self._fmuladd(qv, kvs[v], b.load(slots[i][v])), slots[i][v])
-                for i in range(ROWS):
-                    base = b.add(b.mul(b.add(rb, const(i)), bkp), cb)
-                    for v in range(VECTORS):
-                        self._vstore(b.fmul(b.load(slots[i][v]), scale), self.s, b.add(base, const(v * self.w)))
+        self._row_blocks("qk", nr, lambda rb, rows: self._qk_block(rb, rows, ncols))
         m_rs = self.num(k.mask.strides[-2]) if k.mask is not None else None
         m_cs = self.num(k.mask.strides[-1]) if k.mask is not None else None
         neg_inf = ir.Constant(F32, float("-inf"))
@@ -286,7 +271,7 @@ class _Emitter:
             hidden = nk
             if k.causal:
                 # row r0 + r sees keys up to r0 + r + lkv - lq: in this tile, those below that - c0 + 1
-                seen = b.sub(b.add(b.add(r, r0), b.sub(self.lkv, self.lq)), b.sub(c0, const(1)))
+                seen = b.sub(b.add(b.add(r, r0), self.shift), b.sub(c0, const(1)))
                 hidden = imin(b, nk, b.select(b.icmp_signed("<", seen, const(0)), const(0), seen))
             with self._loop("hide.c", hidden, ncols) as c:
                 b.store(neg_inf, b.gep(srow, [c]))
@@ -361,24 +346,61 @@ class _Emitter:
             dst = b.gep(self.vp, [b.mul(c, self.dvp)])
             with self._loop("vpack.e", const(0), self.dv) as e:
                 b.store(b.load(b.gep(src, [e])), b.gep(dst, [e]))
-        with self._loop("pv.r", const(0), nr, ROWS) as rb:
-            with self._loop("pv.e", const(0), self.dvp, self.block) as eb:
-                slots = [[self._vslot(f"pvacc{i}_{v}") for v in range(VECTORS)] for i in range(ROWS)]
-                for i in range(ROWS):
-                    base = b.add(b.mul(b.add(rb, const(i)), self.dvp), eb)
+        self._row_blocks("pv", nr, lambda rb, rows: self._pv_block(rb, rows, nk))
+
+    def _row_blocks(self, name, nr, block):
+        """``block(rb, ROWS)`` over the whole blocks of ``nr`` rows, then ``block(r, 1)`` for the rest (a decode step's one row)."""
+        b = self.b
+        whole = b.mul(b.sdiv(nr, const(ROWS)), const(ROWS))
+        with self._loop(f"{name}.r", const(0), whole, ROWS) as rb:
+            block(rb, ROWS)
+        with self._loop(f"{name}.tail", whole, nr) as r:
+            block(r, 1)
+
+    def _qk_block(self, rb, rows, ncols):
+        """``S[rb:rb + rows, :ncols] = (q @ Kt) * scale``: rows x VECTORS vector accumulators."""
+        k, b = self.k, self.b
+        bkp = const(self.bkp)
+        q_rs = self.num(k.q.strides[-2])
+        scale = self._vconst(k.scale)
+        q_rows = [b.gep(self.q_rows, [b.mul(b.add(rb, const(i)), q_rs)]) for i in range(rows)]
+        with self._loop(f"qk{rows}.c", const(0), ncols, self.block) as cb:
+            slots = [[self._vslot(f"qkacc{i}_{v}") for v in range(VECTORS)] for i in range(rows)]
+            for row in slots:
+                for slot in row:
+                    b.store(self._vconst(0.0), slot)
+            with self._loop(f"qk{rows}.d", const(0), self.d) as dd:
+                kvs = [self._vload(self.kt, b.add(b.mul(dd, bkp), b.add(cb, const(v * self.w)))) for v in range(VECTORS)]
+                for i in range(rows):
+                    qv = splat(b, b.load(b.gep(q_rows[i], [dd])), self.w)
                     for v in range(VECTORS):
-                        b.store(self._vload(self.o, b.add(base, const(v * self.w))), slots[i][v])
-                with self._loop("pv.c", const(0), nk) as c:
-                    vrow = b.add(b.mul(c, self.dvp), eb)
-                    vvs = [self._vload(self.vp, b.add(vrow, const(v * self.w))) for v in range(VECTORS)]
-                    for i in range(ROWS):
-                        p = splat(b, b.load(b.gep(self.s, [b.add(b.mul(b.add(rb, const(i)), bkp), c)])), self.w)
-                        for v in range(VECTORS):
-                            b.store(self._fmuladd(p, vvs[v], b.load(slots[i][v])), slots[i][v])
-                for i in range(ROWS):
-                    base = b.add(b.mul(b.add(rb, const(i)), self.dvp), eb)
+                        b.store(self._fmuladd(qv, kvs[v], b.load(slots[i][v])), slots[i][v])
+            for i in range(rows):
+                base = b.add(b.mul(b.add(rb, const(i)), bkp), cb)
+                for v in range(VECTORS):
+                    self._vstore(b.fmul(b.load(slots[i][v]), scale), self.s, b.add(base, const(v * self.w)))
+
+    def _pv_block(self, rb, rows, nk):
+        """``O[rb:rb + rows] += P @ Vp`` over the tile's ``nk`` keys: rows x VECTORS vector accumulators."""
+        b = self.b
+        bkp = const(self.bkp)
+        with self._loop(f"pv{rows}.e", const(0), self.dvp, self.block) as eb:
+            slots = [[self._vslot(f"pvacc{i}_{v}") for v in range(VECTORS)] for i in range(rows)]
+            for i in range(rows):
+                base = b.add(b.mul(b.add(rb, const(i)), self.dvp), eb)
+                for v in range(VECTORS):
+                    b.store(self._vload(self.o, b.add(base, const(v * self.w))), slots[i][v])
+            with self._loop(f"pv{rows}.c", const(0), nk) as c:
+                vrow = b.add(b.mul(c, self.dvp), eb)
+                vvs = [self._vload(self.vp, b.add(vrow, const(v * self.w))) for v in range(VECTORS)]
+                for i in range(rows):
+                    p = splat(b, b.load(b.gep(self.s, [b.add(b.mul(b.add(rb, const(i)), bkp), c)])), self.w)
                     for v in range(VECTORS):
-                        self._vstore(b.load(slots[i][v]), self.o, b.add(base, const(v * self.w)))
+                        b.store(self._fmuladd(p, vvs[v], b.load(slots[i][v])), slots[i][v])
+            for i in range(rows):
+                base = b.add(b.mul(b.add(rb, const(i)), self.dvp), eb)
+                for v in range(VECTORS):
+                    self._vstore(b.load(slots[i][v]), self.o, b.add(base, const(v * self.w)))
 
     def _finish(self, nr, out_rows):
         """``out = O / l`` for the tile's rows (0 when there are no keys at all)."""

@@ -1,0 +1,81 @@
+"""symexpr.attention: the BLASST pass's statistics, threshold calibration and the synthetic generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symexpr as se
+from symexpr import attention
+
+
+def _graph(lq=None):
+    q = se.tensor("q", "float32", (1, 4, lq, 32))
+    k, v = (se.tensor(n, "float32", (1, 4, None, 32)) for n in "kv")
+    return [q, k, v], se.softmax(q @ se.swapaxes(k, -1, -2) * float(1 / np.sqrt(32)), axis=-1) @ v
+
+
+def test_stats_needs_the_blasst_pass_and_a_call():
+    inputs, out = _graph()
+    with pytest.raises(ValueError, match="compile with"):
+        attention.stats(se.function(inputs, out))
+    f = se.function(inputs, out, passes=["fast_run", attention.blasst(threshold=0.01)])
+    with pytest.raises(ValueError, match="call the function once"):
+        attention.stats(f)
+    f(*attention.decoder_like_qkv(1, 4, 100, 300, 32))
+    (s,) = attention.stats(f)
+    assert s["lq"] == 100 and s["lkv"] == 300 and s["tiles"] == 4 * 2 * 5  # 4 heads x 2 query tiles x 5 key tiles of 64
+    assert f.side_outputs and len(f(*attention.decoder_like_qkv(1, 4, 5, 7, 32)).shape) == 4  # the one output
+
+
+def test_blasst_arguments_are_checked():
+    with pytest.raises(ValueError, match="not both"):
+        attention.blasst(threshold_scale_factor=1.0, threshold=0.1)
+    with pytest.raises(ValueError, match="keys must be"):
+        attention.blasst(threshold_scale_factor={"prefil": 1.0})
+    with pytest.raises(ValueError, match=">= 0"):
+        attention.blasst(threshold=-0.5)
+
+
+def test_calibration_reaches_the_target_sparsity():
+    inputs, out = _graph()
+    batches = [attention.decoder_like_qkv(1, 4, n, n, 32, seed=n) for n in (256, 512, 1024)]
+    cal = attention.calibrate(inputs, out, batches, target_sparsity=0.5, progress=False)
+    assert set(cal.scale_factor) == {"prefill"} and cal.block_q == cal.block_k == 64
+    assert {s[2] for s in cal.samples} == {256, 512, 1024}
+    assert all(0 <= s[3] <= 1 and s[4] >= 0 for s in cal.samples)
+    f = se.function(inputs, out, passes=["fast_run", attention.blasst(threshold_scale_factor=cal.scale_factor)])
+    f(*batches[-1])  # the long context, which can reach the target
+    reached = attention.stats(f)[0]["sparsity"]
+    assert abs(reached - 0.5) < 0.2, (cal.scale_factor, reached)
+    with pytest.raises(ValueError, match="target_sparsity"):
+        attention.calibrate(inputs, out, batches, target_sparsity=1.0)
+
+
+def test_decode_phase_gets_its_own_factor():
+    inputs, out = _graph(lq=1)
+    batches = [attention.decoder_like_qkv(1, 4, 1, n, 32, seed=n) for n in (1024, 2048)]
+    cal = attention.calibrate(inputs, out, batches, target_sparsity=0.5, progress=False)
+    assert set(cal.scale_factor) <= {"decode"}
+    f = se.function(inputs, out, passes=["fast_run", attention.blasst(threshold_scale_factor={"decode": 5.0, "prefill": 1e6})])
+    op = next(n.op for n in f.fgraph.toposort() if isinstance(n.op, attention.Attention))
+    assert op.scale_factor == 5.0
+
+
+def test_calibration_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    inputs, out = _graph()
+    cal = attention.calibrate(inputs, out, [attention.decoder_like_qkv(1, 4, 256, 256, 32)], thresholds=(1e-3, 0.1, 0.5),
+                              progress=False, plot=tmp_path / "blasst.png")
+    assert (tmp_path / "blasst.png").stat().st_size > 1000 and cal.samples
+
+
+def test_synthetic_inputs_have_a_sink_and_a_local_window():
+    q, k, v = attention.decoder_like_qkv(2, 3, 64, 256, 32, seed=3, retrieval_heads=1)
+    assert q.shape == (2, 3, 64, 32) and k.shape == v.shape == (2, 3, 256, 32) and q.dtype == np.float32
+    s = q @ np.swapaxes(k, -1, -2) / np.sqrt(32)
+    assert s[:, :, :, 0].mean() > 7  # the sink
+    near = np.mean([s[0, 0, i, 192 + i] for i in range(64)])
+    assert near > s[0, 0, :, 1:100].mean() + 4  # the local window, in a local head
+    with pytest.raises(ValueError, match="at least 8"):
+        attention.decoder_like_qkv(d=4)
