@@ -6,7 +6,7 @@ mask's short and long tiles spread evenly).  For each item::
 
     m = -inf, l = 0, O = 0                          (per row; O on the stack, dv padded)
     for each key tile j it visits (causal: up to its last visible key):
-        Kt = k tile, transposed on the stack         [d][BKP]
+        Kt = k tile, transposed on the stack         [d][BKP], 8 x 8 blocks transposed in registers
         S  = (q @ Kt) * scale                        4-row x 2-vector register blocks (1-row ones for
                                                      the last rows), over the tile's keys rounded up
                                                      to a block (not all of BKP)
@@ -35,7 +35,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from symexpr.backends.llvm.irloop import CountedLoop, const, declare, imin, splat
-from symexpr.backends.llvm.mathlib import emit_math
+from symexpr.backends.llvm.mathlib import emit_exp_nonpositive, emit_math
 from symexpr.backends.llvm.scalar_ops import F32, I32, I64
 
 #: Query rows per register block of the two products.
@@ -74,6 +74,26 @@ def attention_function(gen, kernel, buffers):
     return fn
 
 
+def _transpose8(b, rows):
+    """The columns of an 8 x 8 block given as 8 row vectors (``<8 x float>``): unpack, then 64- and 128-bit moves."""
+
+    def shuffle(x, y, mask):
+        return b.shuffle_vector(x, y, ir.Constant(ir.VectorType(I32, 8), mask))
+
+    pairs = []
+    for i in range(0, 8, 2):
+        pairs.append(shuffle(rows[i], rows[i + 1], [0, 8, 1, 9, 4, 12, 5, 13]))
+        pairs.append(shuffle(rows[i], rows[i + 1], [2, 10, 3, 11, 6, 14, 7, 15]))
+    quads = []
+    for i in (0, 4):
+        for lo, hi in ((i, i + 2), (i + 1, i + 3)):
+            quads.append(shuffle(pairs[lo], pairs[hi], [0, 1, 8, 9, 4, 5, 12, 13]))
+            quads.append(shuffle(pairs[lo], pairs[hi], [2, 3, 10, 11, 6, 7, 14, 15]))
+    # quads[j] (j < 4): rows 0-3 of columns j and j + 4; quads[j + 4]: rows 4-7 of the same
+    return ([shuffle(quads[j], quads[j + 4], [0, 1, 2, 3, 8, 9, 10, 11]) for j in range(4)]
+            + [shuffle(quads[j], quads[j + 4], [4, 5, 6, 7, 12, 13, 14, 15]) for j in range(4)])
+
+
 def _ceil_div(b, x, n):
     return b.sdiv(b.add(x, b.sub(n, const(1))), n)
 
@@ -99,7 +119,8 @@ class _Emitter:
         self.shift = b.sub(self.lkv, self.lq) if kernel.causal == "bottom_right" else const(0)
         self.dvp = b.mul(_ceil_div(b, self.dv, const(self.block)), const(self.block))
         self.s = self._stack(const(self.bq_pad * self.bkp), "S")
-        self.kt = self._stack(b.mul(b.add(self.d, const(1)), const(self.bkp)), "Kt")
+        kt_rows = b.add(self.d, const(1))
+        self.kt = self._stack(b.mul(kt_rows, const(self.bkp)), "Kt")
         self.vp = self._stack(b.mul(const(self.bkp), self.dvp), "Vp")
         self.o = self._stack(b.mul(const(self.bq_pad), self.dvp), "O")
         self.m = self._stack(const(self.bq_pad), "m")
@@ -108,7 +129,7 @@ class _Emitter:
         self.counters = {}
         self.vslots = {}
         # stale stack contents would be undefined values; zero the tiles once
-        self._fill(self.kt, b.mul(b.add(self.d, const(1)), const(self.bkp)), 0.0, "zero.kt")
+        self._fill(self.kt, b.mul(kt_rows, const(self.bkp)), 0.0, "zero.kt")
         self._fill(self.vp, b.mul(const(self.bkp), self.dvp), 0.0, "zero.vp")
         self._fill(self.s, const(self.bq_pad * self.bkp), 0.0, "zero.s")
 
@@ -118,15 +139,22 @@ class _Emitter:
         slot.align = 64
         return slot
 
-    def _counter(self, name):
-        slot = self.counters.get(name)
+    def _entry_slot(self, slots, name, ty):
+        """A stack slot of ``ty`` named ``name``, allocated once at the start of the entry block."""
+        slot = slots.get(name)
         if slot is None:
             b = self.b
             entry = b.function.entry_basic_block
             with b.goto_block(entry):
                 b.position_at_start(entry)
-                slot = self.counters[name] = b.alloca(I64, name=name)
+                slot = slots[name] = b.alloca(ty, name=name)
         return slot
+
+    def _counter(self, name):
+        return self._entry_slot(self.counters, name, I64)
+
+    def _vslot(self, name):
+        return self._entry_slot(self.vslots, name, self.vec)
 
     def _loop(self, name, start, stop, step=1):
         return CountedLoop(self.b, self._counter(name), start, stop, step, name=name)
@@ -252,12 +280,12 @@ class _Emitter:
         # the tile's keys rounded up to the register block: the columns computed (the rest of BKP is not)
         self.ncols = ncols = b.mul(_ceil_div(b, nk, const(self.block)), const(self.block))
         k_rs = self.num(k.k.strides[-2])
-        # Kt[dd][c] = k[c0 + c][dd]
-        with self._loop("pack.c", const(0), nk) as c:
-            src = b.gep(self.k_rows, [b.mul(b.add(c0, c), k_rs)])
-            with self._loop("pack.d", const(0), self.d) as dd:
-                b.store(b.load(b.gep(src, [dd])), b.gep(self.kt, [b.add(b.mul(dd, bkp), c)]))
-        self._row_blocks("qk", nr, lambda rb, rows: self._qk_block(rb, rows, ncols))
+        with b.if_else(b.icmp_signed("<", nr, const(ROWS))) as (few, many):
+            with few:  # fewer rows than a block (a decode step): one dot product per row and key, K read in place
+                self._qk_dots(nr, c0, nk, k_rs)
+            with many:
+                self._pack_keys(c0, nk, k_rs)
+                self._row_blocks("qk", nr, lambda rb, rows: self._qk_block(rb, rows, ncols))
         m_rs = self.num(k.mask.strides[-2]) if k.mask is not None else None
         m_cs = self.num(k.mask.strides[-1]) if k.mask is not None else None
         neg_inf = ir.Constant(F32, float("-inf"))
@@ -277,16 +305,6 @@ class _Emitter:
                 b.store(neg_inf, b.gep(srow, [c]))
             tmax = self._row_reduce(srow, "max")
             b.store(tmax, b.gep(self.tmax, [r]))
-
-    def _vslot(self, name):
-        slot = self.vslots.get(name)
-        if slot is None:
-            b = self.b
-            entry = b.function.entry_basic_block
-            with b.goto_block(entry):
-                b.position_at_start(entry)
-                slot = self.vslots[name] = b.alloca(self.vec, name=name)
-        return slot
 
     def _row_reduce(self, row, kind):
         """Max (NaN-ignoring) or sum of the row's computed columns: vector lanes, then across them."""
@@ -331,7 +349,7 @@ class _Emitter:
             srow = b.gep(self.s, [b.mul(r, bkp)])
             with self._loop("exp.c", const(0), self.ncols) as c:
                 cell = b.gep(srow, [c])
-                b.store(emit_math(b, "exp", [b.fsub(b.load(cell), m_use)]), cell)
+                b.store(emit_exp_nonpositive(b, b.fsub(b.load(cell), m_use)), cell)
             lp = b.gep(self.l, [r])
             b.store(b.fadd(b.fmul(b.load(lp), alpha), self._row_reduce(srow, "sum")), lp)
             b.store(m_new, b.gep(self.m, [r]))
@@ -356,6 +374,60 @@ class _Emitter:
             block(rb, ROWS)
         with self._loop(f"{name}.tail", whole, nr) as r:
             block(r, 1)
+
+    def _qk_dots(self, nr, c0, nk, k_rs):
+        """``S[r, c] = scale * q[r] . k[c0 + c]`` for ``r < nr``, ``c < nk``: vectors along d, then across lanes.
+
+        The columns past ``nk`` are left as they are (the caller hides them).
+        """
+        b = self.b
+        q_rs = self.num(self.k.q.strides[-2])
+        whole = b.mul(b.sdiv(self.d, const(self.w)), const(self.w))
+        scale = ir.Constant(F32, float(self.k.scale))
+        acc = self._vslot("dot.acc")
+        tail = self._entry_slot(self.vslots, "dot.tail", F32)
+        with self._loop("dot.r", const(0), nr) as r:
+            q_row = b.gep(self.q_rows, [b.mul(r, q_rs)])
+            s_row = b.gep(self.s, [b.mul(r, const(self.bkp))])
+            with self._loop("dot.c", const(0), nk) as c:
+                k_row = b.gep(self.k_rows, [b.mul(b.add(c0, c), k_rs)])
+                b.store(self._vconst(0.0), acc)
+                with self._loop("dot.d", const(0), whole, self.w) as dd:
+                    b.store(self._fmuladd(self._vload(q_row, dd), self._vload(k_row, dd), b.load(acc)), acc)
+                b.store(ir.Constant(F32, 0.0), tail)
+                with self._loop("dot.t", whole, self.d) as dd:
+                    prod = b.fmul(b.load(b.gep(q_row, [dd])), b.load(b.gep(k_row, [dd])))
+                    b.store(b.fadd(b.load(tail), prod), tail)
+                total = b.load(tail)
+                for x in self._lanes(b.load(acc)):
+                    total = b.fadd(total, x)
+                b.store(b.fmul(total, scale), b.gep(s_row, [c]))
+
+    def _pack_keys(self, c0, nk, k_rs):
+        """``Kt[dd][c] = k[c0 + c][dd]``: 8 x 8 blocks transposed in registers, scalar copies at the edges."""
+        b = self.b
+        bkp = const(self.bkp)
+        vec8 = ir.VectorType(F32, 8)
+        keys8 = b.mul(b.sdiv(nk, const(8)), const(8))
+        dims8 = b.mul(b.sdiv(self.d, const(8)), const(8))
+
+        def scalar(c, dd):
+            src = b.gep(self.k_rows, [b.add(b.mul(b.add(c0, c), k_rs), dd)])
+            b.store(b.load(src), b.gep(self.kt, [b.add(b.mul(dd, bkp), c)]))
+
+        with self._loop("pack.c8", const(0), keys8, 8) as c:
+            rows = [b.gep(self.k_rows, [b.mul(b.add(c0, b.add(c, const(i))), k_rs)]) for i in range(8)]
+            with self._loop("pack.d8", const(0), dims8, 8) as dd:
+                block = [b.load(b.bitcast(b.gep(row, [dd]), vec8.as_pointer()), align=4) for row in rows]
+                for j, column in enumerate(_transpose8(b, block)):
+                    dst = b.gep(self.kt, [b.add(b.mul(b.add(dd, const(j)), bkp), c)])
+                    b.store(column, b.bitcast(dst, vec8.as_pointer()), align=4)
+            with self._loop("pack.dt", dims8, self.d) as dd:
+                for i in range(8):
+                    scalar(b.add(c, const(i)), dd)
+        with self._loop("pack.ct", keys8, nk) as c:
+            with self._loop("pack.d", const(0), self.d) as dd:
+                scalar(c, dd)
 
     def _qk_block(self, rb, rows, ncols):
         """``S[rb:rb + rows, :ncols] = (q @ Kt) * scale``: rows x VECTORS vector accumulators."""

@@ -635,6 +635,21 @@ _UNARY = {
 }
 
 
+def emit_exp_nonpositive(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """``exp(x)`` for ``x <= 0``, ``-inf`` or NaN (a softmax's ``exp(s - max)``), cheaper than :func:`emit_math`'s.
+
+    The same reduction and polynomial as ``exp`` (so the same error for
+    normal results), without the overflow and subnormal handling: results
+    below the smallest normal float (``x`` below about -87.3 for float32) are
+    0, ``-inf`` gives 0 and NaN stays NaN.  ``x > 0`` is outside its contract.
+    """
+    m = _Emitter(builder, x.type)
+    lo = -87.33654475 if not m.f64 else -708.39641853
+    tiny = m.lt(x, m.c(lo))
+    value = _exp_core(m, m.sel(tiny, m.c(0.0), x), wide=False)
+    return m.sel(tiny, m.c(0.0), value)
+
+
 def emit_math(builder: ir.IRBuilder, name: str, args: list[ir.Value]) -> ir.Value:
     """Emit ``name(*args)`` inline at ``builder``'s position and return the result.
 
