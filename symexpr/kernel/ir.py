@@ -216,8 +216,8 @@ class AttentionKernel:
 
     visiting key tiles of ``block_k`` keys in order and skipping a tile by the
     BLASST rule when ``mode`` is ``"lambda"`` (``threshold`` is lambda) or
-    ``"scale_factor"`` (lambda is ``threshold / lkv``); ``"dense"`` skips
-    nothing.  ``counts`` receives ``(visited, skipped)`` key tiles per query
+    ``"scale_factor"`` (lambda is ``threshold / lkv``, or ``decode_threshold / lkv``
+    when that is given and ``lq == 1``); ``"dense"`` skips nothing.  ``counts`` receives ``(visited, skipped)`` key tiles per query
     tile (int64, strides over ``lead + (tiles, 2)``).  ``q``, ``k``, ``v`` and
     ``out`` have strides over ``lead + (rows, columns)`` with a unit last
     stride; ``mask`` (optional) strides over ``lead + (lq, lkv)``.  All float32.
@@ -243,6 +243,7 @@ class AttentionKernel:
     threshold: float
     block_q: int
     block_k: int
+    decode_threshold: float = None
 
     #: The roles :meth:`accesses` lists that the kernel writes.
     OUTPUTS = ("out", "counts")
@@ -363,7 +364,8 @@ def format_qgemm(step) -> str:
 def format_attention(step) -> str:
     """Text of an :class:`AttentionKernel`: sizes, rule and operands, one line each."""
     rule = {"dense": "dense", "lambda": f"skip: lambda = {step.threshold:g}",
-            "scale_factor": f"skip: lambda = {step.threshold:g} / lkv"}[step.mode]
+            "scale_factor": f"skip: lambda = {step.threshold:g} / lkv"
+            + (f" (lq == 1: {step.decode_threshold:g} / lkv)" if step.decode_threshold is not None else "")}[step.mode]
     lines = [
         f"attention {step.name} lead={step.lead} lq={step.lq} lkv={step.lkv} d={step.d} dv={step.dv} "
         f"scale={step.scale:g}{' causal ' + step.causal if step.causal else ''} tiles={step.block_q}x{step.block_k} {rule}",

@@ -785,8 +785,11 @@ def _qlinear(ctx, node):
     )
 
 
-#: Head dims the attention kernel takes (its tiles live on the stack); larger ones run on the host.
-ATTENTION_MAX_HEAD_DIM = 512
+#: Stack bytes the attention kernel may use per thread for its tiles (larger tiles or head dims run on
+#: the host): 64 x 64 tiles fit head dims up to 256 (about 215 KiB), well inside the 8 MiB of the main
+#: thread and of Python's threads (a thread started with ``threading.stack_size`` below ~400 KiB
+#: is too small for that).
+ATTENTION_STACK_BYTES = 320 * 1024
 
 
 @lowers(Attention)
@@ -805,8 +808,11 @@ def _attention(ctx, node):
     lead = tuple(ctx.shape(out_var)[:-2])
     lq, dv = ctx.shape(out_var)[-2:]
     lkv, d = ctx.shape(node.inputs[1])[-2:]
-    if d > ATTENTION_MAX_HEAD_DIM or dv > ATTENTION_MAX_HEAD_DIM or dv == 0:
-        raise Unsupported(f"attention with a head dim of 0 or above {ATTENTION_MAX_HEAD_DIM}")
+    if dv == 0:
+        raise Unsupported("attention with a value head dim of 0")
+    if attention_stack_bytes(op.block_q, op.block_k, d, dv) > ATTENTION_STACK_BYTES:
+        raise Unsupported(f"attention tiles {op.block_q}x{op.block_k} with head dims {d}, {dv} need more than "
+                          f"{ATTENTION_STACK_BYTES // 1024} KiB of stack")
     out = ctx.allocate(out_var)
     counts = ctx.allocate(counts_var)
     accesses = []
@@ -829,19 +835,31 @@ def _attention(ctx, node):
         out_strides = out.strides
     if int(np.prod(ctx.shape(out_var), dtype=np.int64)) == 0:
         return
+    decode = None
     if op.threshold is not None:
         mode, threshold = "lambda", op.threshold
     elif op.scale_factor is not None:
-        mode, threshold = "scale_factor", op.scale_factor
+        mode, threshold, decode = "scale_factor", op.scale_factor, op.decode_scale_factor
     else:
         mode, threshold = "dense", 0.0
     ctx.emit(
         AttentionKernel(
             ctx.kernel_name(node), lead, lq, lkv, d, dv, *accesses,
             Access(out.buffer, out.offset, out_strides), Access(counts.buffer, counts.offset, counts.strides), mask,
-            op.scale, op.causal, mode, threshold, op.block_q, op.block_k,
+            op.scale, op.causal, mode, threshold, op.block_q, op.block_k, decode,
         )
     )
+
+
+def attention_stack_bytes(block_q: int, block_k: int, d: int, dv: int) -> int:
+    """Stack bytes of the llvm attention kernel's tiles: scores, transposed K, V and output rows, row state.
+
+    Columns and value dims are padded to 32 (the widest register block).
+    """
+    bkp = -(-block_k // 32) * 32
+    dvp = -(-dv // 32) * 32
+    bq = -(-block_q // 4) * 4
+    return 4 * (bq * bkp + (d + 1) * bkp + bkp * dvp + bq * dvp + 3 * bq) + 4096
 
 
 def _contiguous_copy(ctx, var, view: View) -> View:

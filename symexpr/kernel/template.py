@@ -188,6 +188,7 @@ class _Builder:
                 step.threshold,
                 step.block_q,
                 step.block_k,
+                step.decode_threshold,
             )
         return step
 

@@ -16,9 +16,10 @@ of NVIDIA's production kernels):
   row ``r`` of the query tile has ``exp(rowmax(S_r) - m_r) < lambda``
   (float32): a skipped tile leaves ``m``, ``l`` and ``O`` untouched and its
   ``v`` is never read;
-* ``lambda`` is ``threshold`` when given, or ``float32(scale_factor / Lkv)``;
-  skipping is off when ``lambda >= 1`` (and never skips anything when
-  ``lambda == 0``);
+* ``lambda`` is ``threshold`` when given, or ``float32(scale_factor / Lkv)``
+  (``decode_scale_factor`` instead for a call whose query length is 1, when
+  given); skipping is off when ``lambda >= 1`` (and never skips anything
+  when ``lambda == 0``);
 * with ``causal="bottom_right"`` (or True), query ``i`` sees key ``j`` when
   ``j <= i + Lkv - Lq`` (as FlashAttention: a decode step's single query sees
   every key); with ``causal="top_left"`` when ``j <= i`` (``torch.tril``, what
@@ -103,16 +104,20 @@ class Attention(Op):
     scale_factor : float, optional
         ``lambda = scale_factor / Lkv`` (TensorRT-LLM's ``threshold_scale_factor``).
         At most one of ``threshold`` and ``scale_factor``; neither is dense attention.
+    decode_scale_factor : float, optional
+        With ``scale_factor``: the factor of calls whose query length is 1
+        (decode steps), decided at run time.
     block_q, block_k : int
         Tile sizes; skip decisions depend on them.
     has_mask : bool
         Whether a fourth input, the additive mask, is given.
     """
 
-    __props__ = ("scale", "causal", "threshold", "scale_factor", "block_q", "block_k", "has_mask")
+    __props__ = ("scale", "causal", "threshold", "scale_factor", "block_q", "block_k", "has_mask", "decode_scale_factor")
 
     def __init__(self, scale: float, causal: bool = False, threshold=None, scale_factor=None,
-                 block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K, has_mask: bool = False):
+                 block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K, has_mask: bool = False,
+                 decode_scale_factor=None):
         if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
             raise ValueError(f"Attention: scale must be a finite number, got {scale!r}")
         self.scale = float(scale)
@@ -121,6 +126,9 @@ class Attention(Op):
         self.scale_factor = _optional_threshold("scale_factor", scale_factor)
         if self.threshold is not None and self.scale_factor is not None:
             raise ValueError("Attention: give threshold or scale_factor, not both")
+        self.decode_scale_factor = _optional_threshold("decode_scale_factor", decode_scale_factor)
+        if self.decode_scale_factor is not None and self.scale_factor is None:
+            raise ValueError("Attention: decode_scale_factor needs scale_factor (0 for dense prefill)")
         self.block_q = _positive_int("block_q", block_q)
         self.block_k = _positive_int("block_k", block_k)
         self.has_mask = bool(has_mask)
@@ -130,12 +138,13 @@ class Attention(Op):
         """Whether a threshold is set (skipping may still be off for a given Lkv: see :meth:`skip_lambda`)."""
         return self.threshold is not None or self.scale_factor is not None
 
-    def skip_lambda(self, lkv: int):
-        """``lambda`` as float32 for ``lkv`` keys, or None when nothing can be skipped."""
+    def skip_lambda(self, lkv: int, lq: int = 2):
+        """``lambda`` as float32 for ``lkv`` keys and ``lq`` queries, or None when nothing can be skipped."""
         if self.threshold is not None:
             lam = np.float32(self.threshold)
         elif self.scale_factor is not None:
-            lam = np.float32(self.scale_factor / max(int(lkv), 1))
+            sf = self.decode_scale_factor if lq == 1 and self.decode_scale_factor is not None else self.scale_factor
+            lam = np.float32(sf / max(int(lkv), 1))
         else:
             return None
         return lam if lam < 1 else None
@@ -150,6 +159,8 @@ class Attention(Op):
             parts.append(f"lambda={self.threshold:g}")
         if self.scale_factor is not None:
             parts.append(f"sf={self.scale_factor:g}")
+        if self.decode_scale_factor is not None:
+            parts.append(f"decode sf={self.decode_scale_factor:g}")
         if self.skipping:
             parts.append(f"tiles={self.block_q}x{self.block_k}")
         return f"Attention{{{', '.join(parts)}}}"
@@ -179,8 +190,8 @@ class Attention(Op):
             broadcast_static([m, lead + (lq, lkv)], f"{self.display_name()}: mask {format_shape(m)} against the scores")
             if len(m) > len(lead) + 2:
                 raise ValueError(f"{self.display_name()}: mask {format_shape(m)} has more dimensions than the scores")
-        tiles = None if lq is None else -(-lq // self.block_q)
-        return Apply(self, inputs, [TensorType(dtype, lead + (lq, dv)), TensorType("int64", lead + (tiles, 2))])
+        # The tiles dim is left unknown: a pass that changes the tile sizes keeps the type.
+        return Apply(self, inputs, [TensorType(dtype, lead + (lq, dv)), TensorType("int64", lead + (None, 2))])
 
     def infer_shape(self, node, input_shapes):
         qs, ks, vs = (tuple(s) for s in input_shapes[:3])
@@ -200,7 +211,11 @@ class Attention(Op):
             except ValueError:
                 full = None
             if full != lead + (qs[-2], ks[-2]):
-                raise ValueError(f"{self.display_name()}: mask {tuple(input_shapes[3])} does not broadcast to the scores {lead + (qs[-2], ks[-2])}")
+                raise ValueError(
+                    f"{self.display_name()}: mask {tuple(input_shapes[3])} does not broadcast to the scores "
+                    f"{lead + (qs[-2], ks[-2])} (a mask that would enlarge the scores, e.g. several rows against one "
+                    "query, is not something the fused op computes: compile with passes=['fast_run', '-attention'])"
+                )
         return [lead + (qs[-2], vs[-1]), lead + (-(-qs[-2] // self.block_q), 2)]
 
     def perform(self, node, inputs):
@@ -208,7 +223,7 @@ class Attention(Op):
         q, k, v = inputs[:3]
         mask = inputs[3] if self.has_mask else None
         out, counts = attention_reference(
-            q, k, v, mask, self.scale, self.causal, self.skip_lambda(k.shape[-2]), self.block_q, self.block_k
+            q, k, v, mask, self.scale, self.causal, self.skip_lambda(k.shape[-2], q.shape[-2]), self.block_q, self.block_k
         )
         return [out.astype(node.outputs[0].dtype), counts]
 

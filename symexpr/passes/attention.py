@@ -332,8 +332,9 @@ class Blasst:
         ``lambda = threshold_scale_factor / Lkv`` (skipping is off when that is >= 1).
     threshold : float, optional
         ``lambda`` itself.  Neither: dense attention.
-        A dict ``{"prefill": sf, "decode": sf}`` gives each phase its own:
-        an op whose query length is statically 1 is a decode step.
+        A dict ``{"prefill": sf, "decode": sf}`` gives each phase its own,
+        chosen at run time (a call whose query length is 1 is a decode
+        step); a phase the dict leaves out is dense.
     block_q, block_k : int, optional
         Tile sizes (default: the op's, 64 x 64); skip decisions depend on them.
     """
@@ -363,17 +364,13 @@ class Blasst:
     def __repr__(self):
         return f"Blasst(threshold_scale_factor={self.threshold_scale_factor!r}, threshold={self.threshold!r})"
 
-    def _scale_factor(self, node):
-        sf = self.threshold_scale_factor
-        if not isinstance(sf, dict):
-            return sf
-        phase = "decode" if node.inputs[0].type.shape[-2] == 1 else "prefill"
-        return sf.get(phase)
-
     def _rule(self, node) -> Attention:
         op = node.op
-        return Attention(op.scale, op.causal, self.threshold, self._scale_factor(node),
-                         self.block_q or op.block_q, self.block_k or op.block_k, op.has_mask)
+        sf, decode = self.threshold_scale_factor, None
+        if isinstance(sf, dict):  # a phase not given is dense (a factor of 0: lambda 0 skips nothing)
+            sf, decode = float(sf.get("prefill", 0.0)), float(sf.get("decode", 0.0))
+        return Attention(op.scale, op.causal, self.threshold, sf, self.block_q or op.block_q,
+                         self.block_k or op.block_k, op.has_mask, decode)
 
     def __call__(self, fgraph: FunctionGraph) -> None:
         fuse_attention(fgraph)

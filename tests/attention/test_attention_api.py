@@ -57,9 +57,9 @@ def test_decode_phase_gets_its_own_factor():
     batches = [attention.decoder_like_qkv(1, 4, 1, n, 32, seed=n) for n in (1024, 2048)]
     cal = attention.calibrate(inputs, out, batches, target_sparsity=0.5, progress=False)
     assert set(cal.scale_factor) <= {"decode"}
-    f = se.function(inputs, out, passes=["fast_run", attention.blasst(threshold_scale_factor={"decode": 5.0, "prefill": 1e6})])
+    f = se.function(inputs, out, passes=["fast_run", attention.blasst(threshold_scale_factor={"decode": 5.0})])
     op = next(n.op for n in f.fgraph.toposort() if isinstance(n.op, attention.Attention))
-    assert op.scale_factor == 5.0
+    assert op.decode_scale_factor == 5.0 and op.scale_factor == 0.0  # prefill, not given, is dense
 
 
 def test_calibration_plot(tmp_path):
@@ -79,3 +79,13 @@ def test_synthetic_inputs_have_a_sink_and_a_local_window():
     assert near > s[0, 0, :, 1:100].mean() + 4  # the local window, in a local head
     with pytest.raises(ValueError, match="at least 8"):
         attention.decoder_like_qkv(d=4)
+
+
+def test_blasst_changes_tile_sizes_of_statically_shaped_graphs():
+    q, k, v = (se.tensor(n, "float32", (2, 100, 16)) for n in "qkv")
+    out = se.softmax(q @ se.swapaxes(k, -1, -2) * 0.25, axis=-1) @ v
+    f = se.function([q, k, v], out, passes=["fast_run", attention.blasst(threshold=0.05, block_q=16, block_k=32)])
+    rng = np.random.default_rng(0)
+    f(*(rng.standard_normal((2, 100, 16), dtype=np.float32) for _ in range(3)))
+    (s,) = attention.stats(f)
+    assert s["tiles"] == 2 * 7 * 4  # 2 heads x ceil(100 / 16) query tiles x ceil(100 / 32) key tiles

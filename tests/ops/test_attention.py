@@ -124,7 +124,8 @@ def test_op_attributes_and_lambda():
     assert Attention(0.5, threshold=0.01).skip_lambda(7) == np.float32(0.01)
     assert Attention(0.5).skip_lambda(10) is None
     assert "sf=100" in op.display_name() and "tiles=32x16" in op.display_name()
-    for bad in (dict(threshold=-1.0), dict(scale_factor=float("nan")), dict(block_q=0), dict(threshold=0.1, scale_factor=1.0)):
+    for bad in (dict(threshold=-1.0), dict(scale_factor=float("nan")), dict(block_q=0), dict(threshold=0.1, scale_factor=1.0),
+                dict(causal="sideways")):
         with pytest.raises(ValueError):
             Attention(0.5, **bad)
 
@@ -154,7 +155,17 @@ def test_call_time_shape_errors_are_clear():
         f(np.ones((2, 4), np.float32), np.ones((5, 3), np.float32), np.ones((5, 2), np.float32))
 
 
-def test_counts_output_shape_is_static_when_lq_is():
+def test_counts_output_type_leaves_the_tiles_unknown():
+    """Passes change tile sizes (blasst(block_q=...)): the counts' type must not depend on them."""
     q = se.tensor("q", "float32", (None, 100, 8))
     out, counts = Attention(1.0, block_q=64)(q, q, q)
-    assert out.type.shape == (None, 100, 8) and counts.type.shape == (None, 2, 2) and counts.dtype == "int64"
+    assert out.type.shape == (None, 100, 8) and counts.type.shape == (None, None, 2) and counts.dtype == "int64"
+    f = se.function([q], counts, backend="numpy")
+    assert f(np.ones((3, 100, 8), np.float32)).shape == (3, 2, 2)
+
+
+def test_decode_factor_applies_to_single_query_calls():
+    op = Attention(0.5, scale_factor=10.0, decode_scale_factor=100.0)
+    assert op.skip_lambda(1000, lq=1) == np.float32(0.1) and op.skip_lambda(1000, lq=7) == np.float32(0.01)
+    with pytest.raises(ValueError, match="needs scale_factor"):
+        Attention(0.5, decode_scale_factor=1.0)

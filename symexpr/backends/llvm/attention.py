@@ -21,8 +21,8 @@ A max of ``-inf`` is replaced by 0 before the exponentials, so a row that
 has seen only masked keys keeps ``l = 0`` and ends as 0/0 = NaN, as
 :class:`~symexpr.ops.nnet.Softmax` gives for a fully masked row.  ``BKP``
 is ``block_k`` rounded up to the register block's width; ``dv`` is padded
-the same way on the stack (head dims are at most 512: the stack holds about
-``(BQ + BKP) * dv + BKP * d + BQ * BKP`` floats).
+the same way on the stack (about ``(BQ + BKP) * dv + BKP * d + BQ * BKP``
+floats; the lowering sends larger tiles to the host, see ``attention_stack_bytes``).
 
 The exponentials are scalar loops of the inline math library
 (:mod:`symexpr.backends.llvm.mathlib`), which LLVM's loop vectoriser turns
@@ -32,6 +32,7 @@ into vector code; the two products are explicit vector code, with
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 
 from symexpr.backends.llvm.irloop import CountedLoop, const, declare, imin, splat
@@ -223,12 +224,16 @@ class _Emitter:
         k, b = self.k, self.b
         self.lam = self.skip_on = None
         if k.mode == "lambda":
-            if k.threshold < 1.0:
-                self.lam = ir.Constant(F32, float(k.threshold))
+            lam = float(np.float32(k.threshold))  # the op compares lambda with 1 in float32
+            if lam < 1.0:
+                self.lam = ir.Constant(F32, lam)
                 self.skip_on = ir.Constant(ir.IntType(1), 1)
         elif k.mode == "scale_factor":
             lkv = b.sitofp(b.select(b.icmp_signed(">", self.lkv, const(1)), self.lkv, const(1)), _F64)
-            self.lam = b.fptrunc(b.fdiv(ir.Constant(_F64, float(k.threshold)), lkv), F32)
+            sf = ir.Constant(_F64, float(k.threshold))
+            if k.decode_threshold is not None:  # a decode step (one query) takes its own factor
+                sf = b.select(b.icmp_signed("==", self.lq, const(1)), ir.Constant(_F64, float(k.decode_threshold)), sf)
+            self.lam = b.fptrunc(b.fdiv(sf, lkv), F32)
             self.skip_on = b.fcmp_ordered("<", self.lam, ir.Constant(F32, 1.0))
 
     def _item(self, qt, lead_index):

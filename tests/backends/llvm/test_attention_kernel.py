@@ -27,7 +27,7 @@ def _compile(op, lead_q, lead_kv, d, dv, mask_shape=None):
 def _check(f, op, args, rtol=3e-5, atol=3e-6):
     got, counts = f(*args)
     mask = args[3] if len(args) > 3 else None
-    want, want_counts = attention_reference(*args[:3], mask, op.scale, op.causal, op.skip_lambda(args[1].shape[-2]),
+    want, want_counts = attention_reference(*args[:3], mask, op.scale, op.causal, op.skip_lambda(args[1].shape[-2], args[0].shape[-2]),
                                             op.block_q, op.block_k)
     np.testing.assert_array_equal(counts, want_counts)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
@@ -118,3 +118,38 @@ def test_nan_and_inf_propagate_as_softmax_defines():
     want = plain_attention(*a, mask, 1.0, False)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     assert np.isnan(got[:3]).all() and np.isfinite(got[3]).all()
+
+
+def test_tiles_too_large_for_the_stack_run_on_the_host():
+    """Huge tiles (or head dims) would overflow a thread's stack in the kernel: the host computes them."""
+    from symexpr.kernel.lowerings import ATTENTION_STACK_BYTES, attention_stack_bytes
+
+    assert attention_stack_bytes(64, 64, 256, 256) <= ATTENTION_STACK_BYTES < attention_stack_bytes(64, 64, 512, 512)
+    q, k, v = (se.tensor(n, "float32", (None, 16)) for n in "qkv")
+    op = Attention(0.25, block_q=2048, block_k=2048)
+    f = se.function([q, k, v], op(q, k, v)[0], backend="llvm")
+    args = [np.random.default_rng(1).standard_normal((8, 16), dtype=np.float32) for _ in range(3)]
+    np.testing.assert_allclose(f(*args), plain_attention(*args, None, 0.25, False), rtol=3e-5, atol=3e-6)
+    assert "attention" not in f._compiled.plan.text()
+
+
+def test_lambda_just_below_one_rounds_as_the_op_does():
+    op = Attention(0.5, threshold=1 - 1e-9, block_q=8, block_k=8)  # rounds to 1.0f: nothing is skipped
+    f = _compile(op, (1,), (1,), 8, 4)
+    rng = np.random.default_rng(4)
+    _, counts = _check(f, op, [rng.standard_normal((1, 16, 8), dtype=np.float32),
+                               rng.standard_normal((1, 64, 8), dtype=np.float32),
+                               rng.standard_normal((1, 64, 4), dtype=np.float32)])
+    assert not counts[..., 1].any()
+
+
+@pytest.mark.parametrize("lq", [1, 40])
+def test_decode_factor_is_chosen_at_run_time(lq):
+    rng = np.random.default_rng(6)
+    op = Attention(0.25, scale_factor=0.0, decode_scale_factor=50.0, block_q=16, block_k=16)
+    f = _compile(op, (2,), (2,), 16, 8)
+    q = rng.standard_normal((2, lq, 16), dtype=np.float32)
+    k = rng.standard_normal((2, 500, 16), dtype=np.float32)
+    q, k = with_sink(q, k, strength=20.0)
+    _, counts = _check(f, op, [q, k, rng.standard_normal((2, 500, 8), dtype=np.float32)], rtol=1e-4, atol=1e-5)
+    assert (counts[..., 1].sum() > 0) == (lq == 1)  # prefill's factor 0 skips nothing
