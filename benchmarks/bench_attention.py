@@ -139,7 +139,7 @@ def main() -> None:
             print(f"  {'1 thread' if single else 'all threads'}: {kind} L={length}{' causal' if causal else ''} ...",
                   file=sys.stderr, flush=True)
             objs, err = run_child(["--section", kind, str(length), "1" if causal else "0", "1" if single else "0",
-                                   "--budget", str(args.budget)], dict(os.environ), timeout=3600)
+                                   "--budget", str(args.budget)], dict(os.environ), timeout=3600, script=__file__)
             found = [o["row"] for o in objs if "row" in o]
             if not found:
                 rows.append([f"{kind} L={length}", err or "no result"] + [""] * 8)

@@ -52,7 +52,7 @@ def blasst(threshold_scale_factor=None, threshold=None, block_q=None, block_k=No
     threshold : float, optional
         ``lambda`` itself (FlashInfer's convention).  Neither: dense.
     block_q, block_k : int, optional
-        Tile sizes (default 64 x 64); skip decisions, and so calibrated factors, depend on them.
+        Tile sizes (default 128 query rows x 64 keys); skip decisions, and so calibrated factors, depend on them.
     """
     return Blasst(threshold_scale_factor, threshold, block_q, block_k)
 

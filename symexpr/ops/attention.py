@@ -50,7 +50,7 @@ ATTENTION_DTYPES = ("float16", "float32", "float64")
 #: Causal alignments: key j is visible to query i when j <= i + offset, offset Lkv - Lq or 0.
 CAUSAL_MODES = ("bottom_right", "top_left")
 #: Default tile sizes (query rows x keys), for the CPU kernel.
-DEFAULT_BLOCK_Q = 64
+DEFAULT_BLOCK_Q = 128
 DEFAULT_BLOCK_K = 64
 
 

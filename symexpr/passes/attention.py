@@ -336,7 +336,7 @@ class Blasst:
         chosen at run time (a call whose query length is 1 is a decode
         step); a phase the dict leaves out is dense.
     block_q, block_k : int, optional
-        Tile sizes (default: the op's, 64 x 64); skip decisions depend on them.
+        Tile sizes (default: the op's, 128 query rows x 64 keys); skip decisions depend on them.
     """
 
     name = "blasst"

@@ -24,7 +24,7 @@ def test_stats_needs_the_blasst_pass_and_a_call():
         attention.stats(f)
     f(*attention.decoder_like_qkv(1, 4, 100, 300, 32))
     (s,) = attention.stats(f)
-    assert s["lq"] == 100 and s["lkv"] == 300 and s["tiles"] == 4 * 2 * 5  # 4 heads x 2 query tiles x 5 key tiles of 64
+    assert s["lq"] == 100 and s["lkv"] == 300 and s["tiles"] == 4 * 1 * 5  # 4 heads x 1 query tile of 128 x 5 key tiles of 64
     assert f.side_outputs and len(f(*attention.decoder_like_qkv(1, 4, 5, 7, 32)).shape) == 4  # the one output
 
 
@@ -41,7 +41,7 @@ def test_calibration_reaches_the_target_sparsity():
     inputs, out = _graph()
     batches = [attention.decoder_like_qkv(1, 4, n, n, 32, seed=n) for n in (256, 512, 1024)]
     cal = attention.calibrate(inputs, out, batches, target_sparsity=0.5, progress=False)
-    assert set(cal.scale_factor) == {"prefill"} and cal.block_q == cal.block_k == 64
+    assert set(cal.scale_factor) == {"prefill"} and (cal.block_q, cal.block_k) == (128, 64)
     assert {s[2] for s in cal.samples} == {256, 512, 1024}
     assert all(0 <= s[3] <= 1 and s[4] >= 0 for s in cal.samples)
     f = se.function(inputs, out, passes=["fast_run", attention.blasst(threshold_scale_factor=cal.scale_factor)])
