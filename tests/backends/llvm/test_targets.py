@@ -75,7 +75,21 @@ def _nn_graph(dtype):
     return [x, g, w], outs
 
 
+def _attention_graph(dtype):
+    """The fused attention kernel: masked, causal, decode-sized and skipping, with its tile counts."""
+    from symexpr.ops.attention import Attention
+
+    q, q1 = se.tensor("q", dtype, (2, 19, 16)), se.tensor("q1", dtype, (2, 1, 16))
+    k, v = se.tensor("k", dtype, (2, N, 16)), se.tensor("v", dtype, (2, N, 12))
+    m = se.tensor("m", dtype, (19, N))
+    outs = list(Attention(0.3, has_mask=True, block_q=8, block_k=8)(q, k, v, m))
+    outs += list(Attention(0.3, causal="top_left", threshold=0.05, block_q=8, block_k=16)(q, k, v))
+    outs += list(Attention(0.3, scale_factor=3.0)(q1, k, v))
+    return [q, q1, k, v, m], outs
+
+
 GRAPHS = {f"scalar-{d}": (_scalar_graph, d) for d in ALL_DTYPES}
+GRAPHS["attention-float32"] = (_attention_graph, "float32")
 GRAPHS.update({f"reduce-{d}": (_reduction_graph, d) for d in ALL_DTYPES})
 GRAPHS.update({f"nn-{d}": (_nn_graph, d) for d in FLOAT_DTYPES})
 
