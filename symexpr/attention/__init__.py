@@ -120,7 +120,9 @@ class Calibration:
             ax.grid(True, alpha=0.3)
         axes[1].set_yscale("log")
         axes[0].legend(fontsize=7)
-        fig.suptitle(f"BLASST calibration (tiles {self.block_q}x{self.block_k}); sf = {self.scale_factor}")
+        factors = ", ".join(f"{phase} {sf:.3g}" for phase, sf in sorted(self.scale_factor.items())) or "no fit"
+        fig.suptitle(f"BLASST calibration (tiles {self.block_q}x{self.block_k}, target sparsity "
+                     f"{self.target_sparsity:g}): sf {factors}")
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)

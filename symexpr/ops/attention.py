@@ -165,6 +165,17 @@ class Attention(Op):
             parts.append(f"tiles={self.block_q}x{self.block_k}")
         return f"Attention{{{', '.join(parts)}}}"
 
+    def pprint(self, node, args):
+        extra = [f"scale={self.scale:g}"]
+        if self.causal:
+            extra.append(f"causal={self.causal!r}")
+        for name in ("threshold", "scale_factor", "decode_scale_factor"):
+            if getattr(self, name) is not None:
+                extra.append(f"{name}={getattr(self, name):g}")
+        if self.skipping:
+            extra.append(f"tiles={self.block_q}x{self.block_k}")
+        return f"attention({', '.join(list(args) + extra)})", 100
+
     def make_node(self, q, k, v, *mask) -> Apply:
         names = ("q", "k", "v") + (("mask",) if self.has_mask else ())
         inputs = [as_tensor(x) for x in (q, k, v, *mask)]

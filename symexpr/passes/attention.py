@@ -90,14 +90,29 @@ def _same_shape(a, b) -> bool:
     return a.ndim == b.ndim and a.dtype == b.dtype
 
 
-def _linear_form(var):
-    """``(alpha, qk, terms)``: ``var == alpha * qk + sum(beta * term)``, qk the one MatMul it holds, or None."""
+#: Adds, subtractions and scalings :func:`_linear_form` looks through (a long chain is not attention).
+MAX_FORM_DEPTH = 32
+
+
+def _linear_form(var, depth: int = 0, memo=None):
+    """``(alpha, qk, terms)``: ``var == alpha * qk + sum(beta * term)``, qk the one MatMul it holds, or None.
+
+    ``memo`` (by variable) keeps a graph that reuses subexpressions (``s + s``) from
+    being explored once per path.
+    """
+    memo = {} if memo is None else memo
+    if id(var) not in memo:
+        memo[id(var)] = None if depth > MAX_FORM_DEPTH else _linear_form_of(var, depth, memo)
+    return memo[id(var)]
+
+
+def _linear_form_of(var, depth, memo):
     pair = None
     for name, sign in (("add", 1.0), ("sub", -1.0)):
         pair = _binary(var, name)
         if pair is not None:
             a, b = pair
-            left, right = _linear_form(a), _linear_form(b)
+            left, right = _linear_form(a, depth + 1, memo), _linear_form(b, depth + 1, memo)
             if left is not None and right is None:
                 return left[0], left[1], left[2] + [(sign, b)]
             if right is not None and left is None and sign > 0:
@@ -115,7 +130,7 @@ def _linear_form(var):
         if c is None:
             return None
         c = c if name == "mul" else 1.0 / c
-        form = _linear_form(inner)
+        form = _linear_form(inner, depth + 1, memo)
         if form is None:
             return None
         return form[0] * c, form[1], [(beta * c, t) for beta, t in form[2]]

@@ -169,3 +169,10 @@ def test_decode_factor_applies_to_single_query_calls():
     assert op.skip_lambda(1000, lq=1) == np.float32(0.1) and op.skip_lambda(1000, lq=7) == np.float32(0.01)
     with pytest.raises(ValueError, match="needs scale_factor"):
         Attention(0.5, decode_scale_factor=1.0)
+
+
+def test_attention_prints_readably():
+    q, k, v = (se.tensor(n, "float32", (None, 8)) for n in "qkv")
+    assert se.pprint(fused_attention(q, k, v, scale=0.5)) == "attention(q, k, v, scale=0.5)[0]"
+    out = fused_attention(q, k, v, scale=0.5, causal=True, scale_factor=3.0, block_q=32, block_k=16)
+    assert se.pprint(out) == "attention(q, k, v, scale=0.5, causal='bottom_right', scale_factor=3, tiles=32x16)[0]"

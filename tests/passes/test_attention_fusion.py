@@ -228,3 +228,18 @@ def test_static_causal_constant_becomes_structural():
     f = _check_fused([q, k, v], out, _data(rng, (B, H, 9, D), (B, H, 9, D), (B, H, 9, D)))
     op = next(op for op in _ops(f) if isinstance(op, Attention))
     assert op.causal == "top_left" and not op.has_mask
+
+
+def test_long_or_self_reusing_score_expressions_are_explored_quickly():
+    """``s + s`` forty times over (a DAG of 2**40 paths) and a 5,000-term chain: no blow-up, no recursion error."""
+    q, k, v = _qkv()
+    s = q @ se.swapaxes(k, -1, -2)
+    doubled = s
+    for _ in range(40):
+        doubled = doubled + doubled
+    chain = s
+    for i in range(5000):
+        chain = chain + np.float32(i % 3)
+    for scores in (doubled * np.float32(2.0**-40), chain):
+        f = se.function([q, k, v], se.softmax(scores, axis=-1) @ v, backend="numpy")
+        assert f(*_data(np.random.default_rng(14), (B, H, 3, D), (B, H, 4, D), (B, H, 4, D))).shape == (B, H, 3, D)
