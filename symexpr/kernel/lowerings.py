@@ -11,7 +11,7 @@ from symexpr.kernel.int8_pack import packed_weight
 from symexpr.kernel.ir import Access, Accumulator, AttentionKernel, GemmKernel, Instr, LoopKernel, Phase, QGemmKernel
 from symexpr.kernel.lower import Unsupported, View, collapse, contiguous_strides, lowers
 from symexpr.ops import nnet
-from symexpr.ops.attention import Attention
+from symexpr.ops.attention import Attention, decode_group_axis
 from symexpr.ops import scalar as ps
 from symexpr.ops.elemwise import Elemwise
 from symexpr.ops.fused import Fused, FusedReduce
@@ -815,6 +815,7 @@ def _attention(ctx, node):
                           f"{ATTENTION_STACK_BYTES // 1024} KiB of stack")
     out = ctx.allocate(out_var)
     counts = ctx.allocate(counts_var)
+    grouped = decode_group_axis(*(ctx.shape(v) for v in node.inputs[:3]), op.causal)
     accesses = []
     for var in node.inputs[:3]:
         view = ctx.view(var)
@@ -842,11 +843,31 @@ def _attention(ctx, node):
         mode, threshold, decode = "scale_factor", op.scale_factor, op.decode_scale_factor
     else:
         mode, threshold = "dense", 0.0
+    out_acc = Access(out.buffer, out.offset, out_strides)
+    counts_acc = Access(counts.buffer, counts.offset, counts.strides)
+    causal = op.causal
+    if grouped:
+        # A GQA/MQA decode step: the heads of axis -3 become the query rows (one read of k and v per
+        # group); the kernel sees lead[:-1] and lq = G.  Every head's counts are 0 but a tile's first.
+        ctx.map_kernel(f"k{len(ctx.plan.steps)}_zero", counts.shape, [],
+                       [Instr(ps.identity, (("const", 0, "int64"),), "int64")], counts)
+        q_acc, k_acc, v_acc = accesses
+        accesses = [Access(q_acc.buffer, q_acc.offset, q_acc.strides[:-3] + (q_acc.strides[-3], q_acc.strides[-1])),
+                    Access(k_acc.buffer, k_acc.offset, k_acc.strides[:-3] + k_acc.strides[-2:]),
+                    Access(v_acc.buffer, v_acc.offset, v_acc.strides[:-3] + v_acc.strides[-2:])]
+        if mask is not None:
+            mask = Access(mask.buffer, mask.offset, mask.strides[:-3] + (mask.strides[-3], mask.strides[-1]))
+        out_acc = Access(out.buffer, out.offset, out.strides[:-3] + (out.strides[-3], out_strides[-1]))
+        counts_acc = Access(counts.buffer, counts.offset,
+                            counts.strides[:-3] + (counts.strides[-3] * op.block_q, counts.strides[-1]))
+        lq, lead = lead[-1], lead[:-1]
+        causal = False  # one query: bottom-right causal hides nothing
+        if decode is not None:  # the call is a decode step: its factor, decided here
+            threshold, decode = decode, None
     ctx.emit(
         AttentionKernel(
-            ctx.kernel_name(node), lead, lq, lkv, d, dv, *accesses,
-            Access(out.buffer, out.offset, out_strides), Access(counts.buffer, counts.offset, counts.strides), mask,
-            op.scale, op.causal, mode, threshold, op.block_q, op.block_k, decode,
+            ctx.kernel_name(node), lead, lq, lkv, d, dv, *accesses, out_acc, counts_acc, mask,
+            op.scale, causal, mode, threshold, op.block_q, op.block_k, decode,
         )
     )
 

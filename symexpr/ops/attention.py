@@ -26,6 +26,14 @@ of NVIDIA's production kernels):
   a mask built from two ``arange`` s gives); the two agree when ``Lq == Lkv``.
   Key tiles wholly past a query tile's last visible key are not visited at all.
 
+* a decode step (``Lq == 1``) whose k and v are shared by the heads of
+  leading axis -3 (GQA/MQA: k and v have size 1 there, q more) makes those
+  heads the rows of its query tiles, as NVIDIA's XQA kernels do: the group's
+  heads vote together, and k and v are read once per group.  A tile's counts
+  are reported at its first head (the others' are 0).  With Lq == 1 causal
+  masking is bottom-right (every key visible) or top-left (key 0 only); the
+  top-left case is not grouped.
+
 A row whose visible logits are all ``-inf`` gives NaN, as :class:`~symexpr.ops.nnet.Softmax`
 defines; NaN and ``+inf`` logits give NaN rows likewise.
 
@@ -249,13 +257,38 @@ def causal_visible(lq: int, lkv: int, causal="bottom_right") -> np.ndarray:
     return np.arange(lkv)[None, :] <= np.arange(lq)[:, None] + causal_offset(causal, lq, lkv)
 
 
+def decode_group_axis(q_shape, k_shape, v_shape, causal) -> bool:
+    """Whether a call's heads of axis -3 form the rows of its query tiles (a GQA/MQA decode step)."""
+    if len(q_shape) < 3 or q_shape[-2] != 1 or q_shape[-3] <= 1 or causal == "top_left":
+        return False
+    return all(len(s) < 3 or s[-3] == 1 for s in (k_shape, v_shape))
+
+
 def attention_reference(q, k, v, mask, scale, causal, lam, block_q, block_k):
     """NumPy: the tiled online-softmax attention with the skip rule; ``(out, counts)``.
 
     ``lam`` is the float32 ``lambda`` or None (nothing skipped).  Computed in
     float32 (float64 for float64 inputs), vectorised over the leading dims and
-    query tiles, one key tile at a time.
+    query tiles, one key tile at a time.  A GQA/MQA decode step
+    (:func:`decode_group_axis`) runs with the group's heads as the rows.
     """
+    q, k, v = np.asarray(q), np.asarray(k), np.asarray(v)
+    if decode_group_axis(q.shape, k.shape, v.shape, _causal_mode(causal)):
+        lead = tuple(np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2]))
+        rows = q[..., 0, :]  # (..., G, d): the heads as query rows
+        keys = k[..., 0, :, :] if k.ndim >= 3 else k
+        values = v[..., 0, :, :] if v.ndim >= 3 else v
+        row_mask = None
+        if mask is not None:
+            row_mask = np.broadcast_to(np.asarray(mask), lead + (1, k.shape[-2]))[..., 0, :]
+        out, tile_counts = _tiled_attention(rows, keys, values, row_mask, scale, False, lam, block_q, block_k)
+        counts = np.zeros(lead + (1, 2), np.int64)
+        counts[..., ::block_q, 0, :] = tile_counts
+        return out[..., None, :], counts
+    return _tiled_attention(q, k, v, mask, scale, causal, lam, block_q, block_k)
+
+
+def _tiled_attention(q, k, v, mask, scale, causal, lam, block_q, block_k):
     acc = np.float64 if q.dtype == np.float64 else np.float32
     q, k, v = (np.asarray(a, acc) for a in (q, k, v))
     lq, lkv, dv = q.shape[-2], k.shape[-2], v.shape[-1]

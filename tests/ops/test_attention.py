@@ -176,3 +176,21 @@ def test_attention_prints_readably():
     assert se.pprint(fused_attention(q, k, v, scale=0.5)) == "attention(q, k, v, scale=0.5)[0]"
     out = fused_attention(q, k, v, scale=0.5, causal=True, scale_factor=3.0, block_q=32, block_k=16)
     assert se.pprint(out) == "attention(q, k, v, scale=0.5, causal='bottom_right', scale_factor=3, tiles=32x16)[0]"
+
+
+def test_gqa_decode_reference_votes_over_the_group():
+    """A decode step with k/v shared by a group: the group's heads are the rows of one query tile."""
+    rng = np.random.default_rng(9)
+    q = rng.standard_normal((2, 2, 5, 1, 8)).astype(np.float32)  # (B, KV heads, group, 1, d)
+    k = rng.standard_normal((2, 2, 1, 200, 8)).astype(np.float32)
+    q, k = with_sink(q, k, strength=15.0)
+    v = rng.standard_normal((2, 2, 1, 200, 4)).astype(np.float32)
+    out, counts = attention_reference(q, k, v, None, 0.5, False, np.float32(0.01), 2, 16)
+    assert out.shape == (2, 2, 5, 1, 4) and counts.shape == (2, 2, 5, 1, 2)
+    for b in range(2):
+        for h in range(2):
+            want, tiles = skip_rule(q[b, h, :, 0], k[b, h, 0], v[b, h, 0], None, 0.5, False, np.float32(0.01), 2, 16)
+            np.testing.assert_allclose(out[b, h, :, 0], want, rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(counts[b, h, ::2, 0], tiles)
+            assert not counts[b, h, 1::2].any()
+    assert counts[..., 1].sum() > 0

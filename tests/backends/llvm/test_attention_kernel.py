@@ -153,3 +153,29 @@ def test_decode_factor_is_chosen_at_run_time(lq):
     q, k = with_sink(q, k, strength=20.0)
     _, counts = _check(f, op, [q, k, rng.standard_normal((2, 500, 8), dtype=np.float32)], rtol=1e-4, atol=1e-5)
     assert (counts[..., 1].sum() > 0) == (lq == 1)  # prefill's factor 0 skips nothing
+
+
+@pytest.mark.parametrize("layout", ["gqa", "mqa"])
+@pytest.mark.parametrize("rule", [dict(), dict(threshold=0.02), dict(scale_factor=1.0, decode_scale_factor=6.0)])
+def test_gqa_decode_groups_the_heads_into_tile_rows(layout, rule):
+    """One query per head, k and v shared by a group: the group's heads are the rows (and vote together)."""
+    rng = np.random.default_rng(8)
+    if layout == "gqa":
+        lead_q, lead_kv = (2, 2, 3), (2, 2, 1)  # (B, KV heads, group)
+    else:
+        lead_q, lead_kv = (2, 5), (2, 1)  # MQA: every head shares one k/v
+    op = Attention(0.25, block_q=2, block_k=16, **rule)
+    f = _compile(op, lead_q, lead_kv, 16, 8)
+    q = rng.standard_normal(lead_q + (1, 16), dtype=np.float32)
+    k = rng.standard_normal(lead_kv + (300, 16), dtype=np.float32)
+    q, k = with_sink(q, k, strength=20.0)
+    v = rng.standard_normal(lead_kv + (300, 8), dtype=np.float32)
+    got, counts = _check(f, op, [q, k, v], rtol=1e-4, atol=1e-5)
+    if not rule:
+        np.testing.assert_allclose(got, plain_attention(q, k, v, None, 0.25, False), rtol=3e-5, atol=3e-6)
+    group = lead_q[-1]
+    tiles = -(-group // 2)
+    assert (counts[..., 0] > 0).sum() == np.prod(lead_q[:-1]) * tiles  # one report per tile, at its first head
+    if rule:
+        assert counts[..., 1].sum() > 0
+    assert "lead=(2,)" in f._compiled.plan.text() or "lead=(2, 2)" in f._compiled.plan.text()
