@@ -165,7 +165,10 @@ def _transpose_transpose(node_out, x):
 @_rule("reshape_reshape", Pat(Reshape, [Pat(Reshape, [X])]), "reshape(reshape(x)) -> reshape(x)")
 def _reshape_reshape(node_out, x):
     out = Reshape(node_out.owner.op.shape)(x, *node_out.owner.inputs[1:])
-    return out if out.type.is_compatible(node_out.type) else None
+    # The rebuilt reshape must know every size the matched one knew: reshape(reshape(x, (0,)), (-1,))
+    # is statically (0,), reshape(x, (-1,)) of an x of unknown size is not.
+    kept = all(n is None or o == n for o, n in zip(out.type.shape, node_out.type.shape))
+    return out if out.type.is_compatible(node_out.type) and kept else None
 
 
 @_rule("reshape_noop", Pat(Reshape, [X]), "reshape(x, x.shape) -> x when the shape is static")

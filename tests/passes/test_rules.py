@@ -159,3 +159,11 @@ def test_rule_preserves_meaning(name):
                 continue  # the template does not type-check for this dtype (e.g. -bool)
             strategy = graphs_containing(template, dtypes=(dtype,), elements=elements, **after, **options)
             assert_rewrite_preserves(RULES[name], strategy, max_examples=15, **tol)
+
+
+def test_reshape_reshape_keeps_what_the_outer_reshape_knew():
+    """Found by hypothesis: reshape(reshape(x, (0,)), (-1,)) is statically (0,); merging to reshape(x, (-1,)) was not."""
+    x = se.tensor("x", "float16", (None,))
+    y = se.reshape(se.reshape(se.reshape(x + 1.0, (0,)), (-1,)), (-1,))
+    for backend in ("numpy", "llvm"):
+        assert se.function([x], y, backend=backend)(np.zeros((0,), np.float16)).shape == (0,)
