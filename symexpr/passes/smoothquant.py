@@ -7,7 +7,9 @@ channel ``j`` over every site reading ``x``::
     s_j = clip(max|X_j| ** alpha / max|W_j| ** (1 - alpha), 1e-5, 1e5)
     x @ W  ==  (x / s) @ (diag(s) W)
 
-Each site's weight becomes ``diag(s) W``.  ``x / s`` is folded into the op
+By default (``sites="norm_fed"``, the paper's choice) only activations that a
+LayerNorm or RMSNorm produces are smoothed; ``sites="all"`` smooths every
+linear's input.  Each site's weight becomes ``diag(s) W``.  ``x / s`` is folded into the op
 producing ``x`` where that is exact and nothing else reads ``x``: a LayerNorm
 or RMSNorm with constant affine parameters (divide them), a linear layer with
 a constant weight (divide its output columns), and elementwise programs that
