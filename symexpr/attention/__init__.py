@@ -21,7 +21,7 @@ import numpy as np
 
 from symexpr.attention.synthetic import decoder_like_qkv
 from symexpr.compile.function import function
-from symexpr.ops.attention import Attention, fused_attention
+from symexpr.ops.attention import DEFAULT_BLOCK_K, DEFAULT_BLOCK_Q, Attention, fused_attention
 from symexpr.passes.attention import COUNTS, KEY_LENGTHS, QUERY_LENGTHS, Blasst, fuse_attention
 
 __all__ = [
@@ -174,8 +174,8 @@ def calibrate(inputs, outputs, batches, target_sparsity: float = 0.7, thresholds
     single = not isinstance(outputs, (list, tuple))
     dense = function(inputs, outputs, backend=backend)
     references = [dense(*args) for args in batches]
-    bq = block_q or Attention(1.0).block_q
-    bk = block_k or Attention(1.0).block_k
+    bq = block_q or DEFAULT_BLOCK_Q
+    bk = block_k or DEFAULT_BLOCK_K
     result = Calibration(float(target_sparsity), bq, bk)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     for n, lam in enumerate(thresholds, start=1):

@@ -274,7 +274,7 @@ def _is_top_left_causal(term, q, k) -> bool:
     return keys[1] == 1 and queries[1] == 0 and keys[0] == lkv and queries[0] == lq
 
 
-def match_attention(node, clients, block_q=DEFAULT_BLOCK_Q, block_k=DEFAULT_BLOCK_K):
+def match_attention(node, clients):
     """The :class:`Attention` output replacing ``node`` (a ``MatMul(softmax(scores), v)``), or None."""
     if not isinstance(node.op, MatMul):
         return None
@@ -310,14 +310,12 @@ def match_attention(node, clients, block_q=DEFAULT_BLOCK_Q, block_k=DEFAULT_BLOC
         mask = term if mask is None else ew.add(mask, term)
     if not isinstance(scale, numbers.Real) or not np.isfinite(scale):
         return None
-    op = Attention(scale, causal=causal, has_mask=mask is not None, block_q=block_q, block_k=block_k)
+    op = Attention(scale, causal=causal, has_mask=mask is not None)
     try:
         out = op(q, k, v, *(() if mask is None else (mask,)))[0]
     except (TypeError, ValueError):
         return None
-    if out.type.shape != node.outputs[0].type.shape and not node.outputs[0].type.is_compatible(out.type):
-        return None
-    return out
+    return out if node.outputs[0].type.is_compatible(out.type) else None
 
 
 def fuse_attention(fgraph: FunctionGraph) -> None:
@@ -345,11 +343,11 @@ class Blasst:
     ----------
     threshold_scale_factor : float or dict, optional
         ``lambda = threshold_scale_factor / Lkv`` (skipping is off when that is >= 1).
-    threshold : float, optional
-        ``lambda`` itself.  Neither: dense attention.
         A dict ``{"prefill": sf, "decode": sf}`` gives each phase its own,
         chosen at run time (a call whose query length is 1 is a decode
         step); a phase the dict leaves out is dense.
+    threshold : float, optional
+        ``lambda`` itself.  Neither: dense attention.
     block_q, block_k : int, optional
         Tile sizes (default: the op's, 128 query rows x 64 keys); skip decisions depend on them.
     """
@@ -367,25 +365,22 @@ class Blasst:
         self.threshold = threshold
         self.block_q = block_q
         self.block_k = block_k
+        # the op's factors: a dict's phase left out is dense (a factor of 0: lambda 0 skips nothing)
+        self._factor, self._decode_factor = threshold_scale_factor, None
+        if isinstance(threshold_scale_factor, dict):
+            self._factor = float(threshold_scale_factor.get("prefill", 0.0))
+            self._decode_factor = float(threshold_scale_factor.get("decode", 0.0))
         # validates the numbers now rather than when the pass runs
-        for sf in self._factors():
-            Attention(1.0, threshold=threshold, scale_factor=sf, block_q=block_q or DEFAULT_BLOCK_Q,
-                      block_k=block_k or DEFAULT_BLOCK_K)
-
-    def _factors(self):
-        sf = self.threshold_scale_factor
-        return list(sf.values()) if isinstance(sf, dict) else [sf]
+        Attention(1.0, threshold=threshold, scale_factor=self._factor, block_q=block_q or DEFAULT_BLOCK_Q,
+                  block_k=block_k or DEFAULT_BLOCK_K, decode_scale_factor=self._decode_factor)
 
     def __repr__(self):
         return f"Blasst(threshold_scale_factor={self.threshold_scale_factor!r}, threshold={self.threshold!r})"
 
     def _rule(self, node) -> Attention:
         op = node.op
-        sf, decode = self.threshold_scale_factor, None
-        if isinstance(sf, dict):  # a phase not given is dense (a factor of 0: lambda 0 skips nothing)
-            sf, decode = float(sf.get("prefill", 0.0)), float(sf.get("decode", 0.0))
-        return Attention(op.scale, op.causal, self.threshold, sf, self.block_q or op.block_q,
-                         self.block_k or op.block_k, op.has_mask, decode)
+        return Attention(op.scale, op.causal, self.threshold, self._factor, self.block_q or op.block_q,
+                         self.block_k or op.block_k, op.has_mask, self._decode_factor)
 
     def __call__(self, fgraph: FunctionGraph) -> None:
         fuse_attention(fgraph)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
-from symexpr.backends.llvm.irloop import CountedLoop, const, declare, imin, splat
+from symexpr.backends.llvm.irloop import CountedLoop, aligned_alloca, const, declare, imin, splat
 from symexpr.backends.llvm.mathlib import emit_exp_nonpositive, emit_math
 from symexpr.backends.llvm.scalar_ops import F32, I32, I64
 
@@ -107,7 +107,6 @@ class _Emitter:
         self.vec = ir.VectorType(F32, self.w)
         self.block = self.w * VECTORS
         self.bq = int(kernel.block_q)
-        self.bq_pad = -(-self.bq // ROWS) * ROWS
         self.bk = int(kernel.block_k)
         self.bkp = -(-self.bk // self.block) * self.block
         self.ptr = {}
@@ -119,26 +118,24 @@ class _Emitter:
         # causal: key j is visible to query i when j <= i + shift
         self.shift = b.sub(self.lkv, self.lq) if kernel.causal == "bottom_right" else const(0)
         self.dvp = b.mul(_ceil_div(b, self.dv, const(self.block)), const(self.block))
-        self.s = self._stack(const(self.bq_pad * self.bkp), "S")
+        self.s = self._stack(const(self.bq * self.bkp), "S")
         kt_rows = b.add(self.d, const(1))
         self.kt = self._stack(b.mul(kt_rows, const(self.bkp)), "Kt")
         self.vp = self._stack(b.mul(const(self.bkp), self.dvp), "Vp")
-        self.o = self._stack(b.mul(const(self.bq_pad), self.dvp), "O")
-        self.m = self._stack(const(self.bq_pad), "m")
-        self.l = self._stack(const(self.bq_pad), "l")
-        self.tmax = self._stack(const(self.bq_pad), "tmax")
+        self.o = self._stack(b.mul(const(self.bq), self.dvp), "O")
+        self.m = self._stack(const(self.bq), "m")
+        self.l = self._stack(const(self.bq), "l")
+        self.tmax = self._stack(const(self.bq), "tmax")
         self.counters = {}
         self.vslots = {}
         # stale stack contents would be undefined values; zero the tiles once
         self._fill(self.kt, b.mul(kt_rows, const(self.bkp)), 0.0, "zero.kt")
         self._fill(self.vp, b.mul(const(self.bkp), self.dvp), 0.0, "zero.vp")
-        self._fill(self.s, const(self.bq_pad * self.bkp), 0.0, "zero.s")
+        self._fill(self.s, const(self.bq * self.bkp), 0.0, "zero.s")
 
     # -- helpers ---------------------------------------------------------------------------------
     def _stack(self, count, name):
-        slot = self.b.alloca(F32, size=count, name=name)
-        slot.align = 64
-        return slot
+        return aligned_alloca(self.b, F32, name, count)
 
     def _entry_slot(self, slots, name, ty):
         """A stack slot of ``ty`` named ``name``, allocated once at the start of the entry block."""
@@ -246,10 +243,10 @@ class _Emitter:
         out_rows = b.gep(self.ptr["out"], [b.add(self._offset("out", lead_index), b.mul(r0, self.num(k.out.strides[-2])))])
         if k.mask is not None:
             self.mask_rows = b.gep(self.ptr["mask"], [b.add(self._offset("mask", lead_index), b.mul(r0, self.num(k.mask.strides[-2])))])
-        with self._loop("init", const(0), const(self.bq_pad)) as r:
+        with self._loop("init", const(0), const(self.bq)) as r:
             b.store(ir.Constant(F32, float("-inf")), b.gep(self.m, [r]))
             b.store(ir.Constant(F32, 0.0), b.gep(self.l, [r]))
-        self._fill(self.o, b.mul(const(self.bq_pad), self.dvp), 0.0, "zero.o")
+        self._fill(self.o, b.mul(const(self.bq), self.dvp), 0.0, "zero.o")
         nkt = _ceil_div(b, self.lkv, const(self.bk))
         visits = nkt
         if k.causal:

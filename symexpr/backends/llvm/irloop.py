@@ -26,9 +26,9 @@ def declare(module, name, ret, args):
     return fn
 
 
-def aligned_alloca(b, ty, name):
-    """A stack slot of ``ty`` aligned to 64 bytes."""
-    slot = b.alloca(ty, name=name)
+def aligned_alloca(b, ty, name, size=None):
+    """A stack slot of ``ty`` (``size`` of them, a run-time count, when given) aligned to 64 bytes."""
+    slot = b.alloca(ty, size=size, name=name)
     slot.align = 64
     return slot
 
