@@ -168,6 +168,10 @@ def calibrate(inputs, outputs, batches, target_sparsity: float = 0.7, thresholds
     """
     if not 0 < target_sparsity < 1:
         raise ValueError(f"attention.calibrate: target_sparsity must be in (0, 1), got {target_sparsity!r}")
+    batches = list(batches)
+    for args in batches:
+        if not isinstance(args, (tuple, list)):
+            raise TypeError(f"attention.calibrate: each batch must be a tuple of arguments, got {type(args).__name__}")
     batches = [tuple(b) for b in batches]
     if not batches:
         raise ValueError("attention.calibrate: batches is empty; give at least one argument tuple")

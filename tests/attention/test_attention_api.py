@@ -50,6 +50,10 @@ def test_calibration_reaches_the_target_sparsity():
     assert abs(reached - 0.5) < 0.2, (cal.scale_factor, reached)
     with pytest.raises(ValueError, match="target_sparsity"):
         attention.calibrate(inputs, out, batches, target_sparsity=1.0)
+    with pytest.raises(TypeError, match="each batch must be a tuple"):
+        attention.calibrate(inputs, out, [batches[0][0]])
+    with pytest.raises(ValueError, match="batches is empty"):
+        attention.calibrate(inputs, out, [])
 
 
 def test_decode_phase_gets_its_own_factor():
