@@ -223,6 +223,14 @@ class AttentionKernel:
     stride; ``mask`` (optional) strides over ``lead + (lq, lkv)``.  All float32.
     ``causal`` is False, ``"bottom_right"`` or ``"top_left"`` (see :mod:`symexpr.ops.attention`).
     Like :class:`QGemmKernel`, the kernel splits its work between threads itself.
+
+    With ``splits`` > 1 (a run-time size, :func:`~symexpr.ops.attention.key_splits`)
+    each query tile's key tiles are cut into that many contiguous splits, the
+    work items are (query tile, split), and each writes its unnormalised rows
+    and running max and sum to ``partial`` (float32; strides: work item
+    ``(tile, split)``, then row; a row is ``O[0:dv], m, l``; the item's visited
+    and skipped counts are the last two floats of its block), not to ``out``
+    and ``counts``: the :class:`AttentionMergeKernel` that follows merges them.
     """
 
     name: str
@@ -244,9 +252,11 @@ class AttentionKernel:
     block_q: int
     block_k: int
     decode_threshold: float = None
+    splits: int = 1
+    partial: Access = None
 
     #: The roles :meth:`accesses` lists that the kernel writes.
-    OUTPUTS = ("out", "counts")
+    OUTPUTS = ("out", "counts", "partial")
 
     @property
     def work(self) -> int:
@@ -256,14 +266,48 @@ class AttentionKernel:
 
     def accesses(self) -> tuple:
         """``(role, access)`` of every operand present, in a fixed order."""
-        roles = ("q", "k", "v", "mask", "out", "counts")
+        roles = ("q", "k", "v", "mask", "out", "counts", "partial")
         return tuple((r, getattr(self, r)) for r in roles if getattr(self, r) is not None)
+
+
+@dataclass(frozen=True)
+class AttentionMergeKernel:
+    """The log-sum-exp merge of an :class:`AttentionKernel`'s key splits (nothing to do when ``splits`` is 1).
+
+    For every work item (query tile of ``block_q`` rows at each point of
+    ``lead``) and row: ``M = max_s m_s``, ``w_s = exp(m_s - M)`` (``M`` taken
+    as 0 when it is ``-inf``), ``out = sum_s w_s O_s / sum_s w_s l_s``, and the
+    item's counts are the sums of its splits'.  ``partial``, ``out`` and
+    ``counts`` are the attention kernel's accesses.
+    """
+
+    name: str
+    lead: tuple
+    lq: int
+    dv: int
+    block_q: int
+    splits: int
+    partial: Access
+    out: Access
+    counts: Access
+
+    OUTPUTS = ("out", "counts")
+
+    @property
+    def work(self) -> int:
+        """Values read (for threading decisions)."""
+        points = int(np.prod([int(n) for n in self.lead], dtype=np.int64)) if self.lead else 1
+        return points * int(self.lq) * (int(self.dv) + 2) * int(self.splits)
+
+    def accesses(self) -> tuple:
+        """``(role, access)`` of every operand, in a fixed order."""
+        return (("partial", self.partial), ("out", self.out), ("counts", self.counts))
 
 
 #: Steps that a code generator implements natively and that split their work between threads
 #: themselves (each gets the thread's index and the thread count); each lists its operands
 #: with ``accesses()`` and the written ones in ``OUTPUTS``.
-SELF_THREADED = (QGemmKernel, AttentionKernel)
+SELF_THREADED = (QGemmKernel, AttentionKernel, AttentionMergeKernel)
 
 
 @dataclass(frozen=True)
@@ -322,7 +366,7 @@ def format_step(step) -> str:
         return f"gemm {step.name} {step.dtype} batch={step.batch} m={step.m} n={step.n} k={step.k} a={step.a} b={step.b} c={step.c}"
     if isinstance(step, QGemmKernel):
         return format_qgemm(step)
-    if isinstance(step, AttentionKernel):
+    if isinstance(step, (AttentionKernel, AttentionMergeKernel)):
         return format_attention(step)
     lines = [f"kernel {step.name} outer={step.outer}"]
     for p, phase in enumerate(step.phases):
@@ -362,13 +406,18 @@ def format_qgemm(step) -> str:
 
 
 def format_attention(step) -> str:
-    """Text of an :class:`AttentionKernel`: sizes, rule and operands, one line each."""
+    """Text of an :class:`AttentionKernel` or its merge: sizes, rule and operands, one line each."""
+    if isinstance(step, AttentionMergeKernel):
+        lines = [f"attention merge {step.name} lead={step.lead} lq={step.lq} dv={step.dv} rows={step.block_q} splits={step.splits}"]
+        lines += [f"  {role} = {_format_access(access)}" for role, access in step.accesses()]
+        return "\n".join(lines)
     rule = {"dense": "dense", "lambda": f"skip: lambda = {step.threshold:g}",
             "scale_factor": f"skip: lambda = {step.threshold:g} / lkv"
             + (f" (lq == 1: {step.decode_threshold:g} / lkv)" if step.decode_threshold is not None else "")}[step.mode]
     lines = [
         f"attention {step.name} lead={step.lead} lq={step.lq} lkv={step.lkv} d={step.d} dv={step.dv} "
-        f"scale={step.scale:g}{' causal ' + step.causal if step.causal else ''} tiles={step.block_q}x{step.block_k} {rule}",
+        f"scale={step.scale:g}{' causal ' + step.causal if step.causal else ''} tiles={step.block_q}x{step.block_k} "
+        f"splits={step.splits} {rule}",
     ]
     for role, access in step.accesses():
         lines.append(f"  {role} = {_format_access(access)}")

@@ -8,10 +8,10 @@ from numpy.lib.stride_tricks import as_strided
 from symexpr.dtypes import canonical_dtype
 from symexpr.graph.basic import Constant
 from symexpr.kernel.int8_pack import packed_weight
-from symexpr.kernel.ir import Access, Accumulator, AttentionKernel, GemmKernel, Instr, LoopKernel, Phase, QGemmKernel
+from symexpr.kernel.ir import Access, Accumulator, AttentionKernel, AttentionMergeKernel, GemmKernel, Instr, LoopKernel, Phase, QGemmKernel
 from symexpr.kernel.lower import Unsupported, View, collapse, contiguous_strides, lowers
 from symexpr.ops import nnet
-from symexpr.ops.attention import Attention, decode_group_axis
+from symexpr.ops.attention import Attention, decode_group_axis, key_splits
 from symexpr.ops import scalar as ps
 from symexpr.ops.elemwise import Elemwise
 from symexpr.ops.fused import Fused, FusedReduce
@@ -794,16 +794,19 @@ ATTENTION_STACK_BYTES = 320 * 1024
 
 @lowers(Attention)
 def _attention(ctx, node):
-    """An :class:`AttentionKernel` for float32 attention; other dtypes (and huge head dims) run on the host.
+    """An :class:`AttentionKernel` for float32 or float16 attention; float64 (and huge head dims) run on the host.
 
     Operands whose last stride is not 1 (a transposed head layout) are
     copied to contiguous temps first; any other layout (the (B, L, H, d)
     view of a reshape/transpose, broadcast GQA heads, broadcast masks) is read
-    in place through its strides.
+    in place through its strides.  float16 operands are converted to float32
+    temps (each once, at its own size: a broadcast operand is not expanded),
+    the kernel computes in float32, as the op defines, and its result is
+    rounded to float16 once.
     """
     op = node.op
-    if any(v.dtype != "float32" for v in node.inputs):
-        raise Unsupported("attention kernels are float32 only")
+    if any(v.dtype not in ("float32", "float16") for v in node.inputs):
+        raise Unsupported("attention kernels take float32 or float16 operands")
     out_var, counts_var = node.outputs
     lead = tuple(ctx.shape(out_var)[:-2])
     lq, dv = ctx.shape(out_var)[-2:]
@@ -813,13 +816,17 @@ def _attention(ctx, node):
     if attention_stack_bytes(op.block_q, op.block_k, d, dv) > ATTENTION_STACK_BYTES:
         raise Unsupported(f"attention tiles {op.block_q}x{op.block_k} with head dims {d}, {dv} need more than "
                           f"{ATTENTION_STACK_BYTES // 1024} KiB of stack")
-    out = ctx.allocate(out_var)
+    result = ctx.allocate(out_var)
+    # a float16 result is computed into a float32 temp, rounded once at the end
+    out = result if out_var.dtype == "float32" else ctx.temp_buffer("float32", result.shape)
     counts = ctx.allocate(counts_var)
     grouped = decode_group_axis(*(ctx.shape(v) for v in node.inputs[:3]), op.causal)
     accesses = []
     for var in node.inputs[:3]:
         view = ctx.view(var)
-        if view.strides[-1] != 1 and view.shape[-1] > 1:
+        if var.dtype != "float32":
+            view = _float32_copy(ctx, view)
+        elif view.strides[-1] != 1 and view.shape[-1] > 1:
             view = _contiguous_copy(ctx, var, view)
         full = lead + tuple(view.shape[-2:])
         strides = view.broadcast_strides(full)
@@ -829,6 +836,8 @@ def _attention(ctx, node):
     mask = None
     if op.has_mask:
         view = ctx.view(node.inputs[3])
+        if node.inputs[3].dtype != "float32":
+            view = _float32_copy(ctx, view)
         mask = Access(view.buffer, view.offset, view.broadcast_strides(lead + (lq, lkv)))
     if out.shape[-1] == 1:  # one output column: its stride is never used
         out_strides = out.strides[:-1] + (1,)
@@ -864,12 +873,26 @@ def _attention(ctx, node):
         causal = False  # one query: bottom-right causal hides nothing
         if decode is not None:  # the call is a decode step: its factor, decided here
             threshold, decode = decode, None
+    # Few work items over many key tiles: split the keys (the kernel writes partials the merge combines).
+    # The merge step is always there (it returns at once for one split), so the plan's structure, and
+    # the compiled module, are the same for every length.
+    nqt = -(-lq // op.block_q)
+    items = int(np.prod(lead, dtype=np.int64)) * nqt
+    splits = key_splits(items, -(-lkv // op.block_k))
+    row = dv + 2  # O[0:dv], m, l
+    unit = min(op.block_q, lq) * row + 2  # the rows of a (tile, split), then its visited and skipped counts
+    partial = ctx.temp_buffer("float32", (items * splits * unit if splits > 1 else 0,))
+    partial_acc = Access(partial.buffer, partial.offset, (unit, row))
     ctx.emit(
         AttentionKernel(
             ctx.kernel_name(node), lead, lq, lkv, d, dv, *accesses, out_acc, counts_acc, mask,
-            op.scale, causal, mode, threshold, op.block_q, op.block_k, decode,
+            op.scale, causal, mode, threshold, op.block_q, op.block_k, decode, splits, partial_acc,
         )
     )
+    ctx.emit(AttentionMergeKernel(f"{ctx.kernel_name(node)}_merge", lead, lq, dv, op.block_q, splits,
+                                  partial_acc, out_acc, counts_acc))
+    if out is not result:
+        _convert(ctx, out, result)
 
 
 def attention_stack_bytes(block_q: int, block_k: int, d: int, dv: int) -> int:
@@ -881,6 +904,20 @@ def attention_stack_bytes(block_q: int, block_k: int, d: int, dv: int) -> int:
     dvp = -(-dv // 32) * 32
     bq = -(-block_q // 4) * 4
     return 4 * (bq * bkp + (d + 1) * bkp + bkp * dvp + bq * dvp + 3 * bq) + 4096
+
+
+def _convert(ctx, src: View, dst: View) -> None:
+    """``dst = src`` converted to ``dst``'s dtype (NumPy's rounding)."""
+    dtype = ctx.plan.buffers[dst.buffer].dtype
+    program = [Instr(ps.Cast(dtype), (("load", 0),), dtype)]
+    ctx.map_kernel(f"k{len(ctx.plan.steps)}_convert", dst.shape, [src.access(dst.shape)], program, dst)
+
+
+def _float32_copy(ctx, view: View) -> View:
+    """A contiguous float32 temp holding ``view``'s values (``view``'s own shape: broadcasting stays in the strides)."""
+    dense = ctx.temp_buffer("float32", view.shape)
+    _convert(ctx, view, dense)
+    return dense
 
 
 def _contiguous_copy(ctx, var, view: View) -> View:

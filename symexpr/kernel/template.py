@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from symexpr.kernel.ir import Access, AttentionKernel, Buffer, GemmKernel, HostStep, Instr, LoopKernel, Phase, QGemmKernel
+from symexpr.kernel.ir import Access, AttentionKernel, AttentionMergeKernel, Buffer, GemmKernel, HostStep, Instr, LoopKernel, Phase, QGemmKernel
 
 #: Strides kept as literals: code generators specialise on them.
 LITERAL_STRIDES = (0, 1)
@@ -189,6 +189,18 @@ class _Builder:
                 step.block_q,
                 step.block_k,
                 step.decode_threshold,
+                self.size(step.splits),
+                None if step.partial is None else self.access(step.partial),
+            )
+        if isinstance(step, AttentionMergeKernel):
+            return AttentionMergeKernel(
+                step.name,
+                tuple(self.size(d) for d in step.lead),
+                self.size(step.lq),
+                self.size(step.dv),
+                step.block_q,
+                self.size(step.splits),
+                *(self.access(a) for a in (step.partial, step.out, step.counts)),
             )
         return step
 

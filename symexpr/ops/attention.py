@@ -33,6 +33,14 @@ of NVIDIA's production kernels):
   are reported at its first head (the others' are 0).  With Lq == 1 causal
   masking is bottom-right (every key visible) or top-left (key 0 only); the
   top-left case is not grouped.
+* when a call has few work items (query tiles of all leading points, fewer
+  than :data:`SPLIT_TARGET_ITEMS`) and many key tiles, each query tile's key
+  tiles are cut into :func:`key_splits` contiguous splits (flash-decoding):
+  every split keeps its own ``m``, ``l`` and ``O``, and the first tile of each
+  split is never skipped; the splits merge as a log-sum-exp
+  (``out = sum_s exp(m_s - M) O_s / sum_s exp(m_s - M) l_s``, ``M = max_s m_s``).
+  The split count depends on the shapes and tile sizes only, never on the
+  thread count, so a call's skip decisions are the same everywhere.
 
 A row whose visible logits are all ``-inf`` gives NaN, as :class:`~symexpr.ops.nnet.Softmax`
 defines; NaN and ``+inf`` logits give NaN rows likewise.
@@ -60,6 +68,12 @@ CAUSAL_MODES = ("bottom_right", "top_left")
 #: Default tile sizes (query rows x keys), for the CPU kernel.
 DEFAULT_BLOCK_Q = 128
 DEFAULT_BLOCK_K = 64
+#: Below this many work items (query tiles over the leading dims) the key tiles are split (see :func:`key_splits`).
+SPLIT_TARGET_ITEMS = 32
+#: The fewest key tiles a split gets.
+MIN_SPLIT_TILES = 4
+#: The most splits of one query tile's keys.
+MAX_SPLITS = 16
 
 
 def _causal_mode(causal):
@@ -70,6 +84,30 @@ def _causal_mode(causal):
     if causal not in CAUSAL_MODES:
         raise ValueError(f"Attention: causal must be a bool or one of {', '.join(map(repr, CAUSAL_MODES))}, got {causal!r}")
     return causal
+
+
+def key_splits(items: int, key_tiles: int) -> int:
+    """How many splits the key tiles of each query tile are cut into (1: not split).
+
+    Parameters
+    ----------
+    items : int
+        Query tiles over all leading points (batch, heads): the work items
+        there are without splitting.
+    key_tiles : int
+        ``ceil(Lkv / block_k)``.
+
+    Returns
+    -------
+    int
+        1 when there are :data:`SPLIT_TARGET_ITEMS` items or more, or fewer
+        than ``2 * MIN_SPLIT_TILES`` key tiles; else enough splits to make
+        about :data:`SPLIT_TARGET_ITEMS` items, each split at least
+        :data:`MIN_SPLIT_TILES` tiles, at most :data:`MAX_SPLITS`.
+    """
+    if items <= 0 or items >= SPLIT_TARGET_ITEMS or key_tiles < 2 * MIN_SPLIT_TILES:
+        return 1
+    return max(1, min(-(-SPLIT_TARGET_ITEMS // items), key_tiles // MIN_SPLIT_TILES, MAX_SPLITS))
 
 
 def causal_offset(causal, lq: int, lkv: int) -> int:
@@ -297,10 +335,13 @@ def _tiled_attention(q, k, v, mask, scale, causal, lam, block_q, block_k):
     k = np.broadcast_to(k, lead + k.shape[-2:])
     v = np.broadcast_to(v, lead + v.shape[-2:])
     nqt = -(-lq // block_q)
+    nkt = -(-lkv // block_k)
+    splits = key_splits(int(np.prod(lead, dtype=np.int64)) * nqt, nkt)
     counts = np.zeros(lead + (nqt, 2), np.int64)
-    m = np.full(lead + (lq,), -np.inf, acc)
-    l = np.zeros(lead + (lq,), acc)
-    o = np.zeros(lead + (lq, dv), acc)
+    # per split: running max, sum and unnormalised output
+    m = np.full((splits,) + lead + (lq,), -np.inf, acc)
+    l = np.zeros((splits,) + lead + (lq,), acc)
+    o = np.zeros((splits,) + lead + (lq, dv), acc)
     if mask is not None:
         mask = np.broadcast_to(np.asarray(mask, acc), lead + (lq, lkv))
     # the last key each query tile sees (causal), and so how many key tiles it visits
@@ -308,21 +349,27 @@ def _tiled_attention(q, k, v, mask, scale, causal, lam, block_q, block_k):
     causal = _causal_mode(causal)
     last_key = tile_last_row + causal_offset(causal, lq, lkv) if causal else np.full(nqt, lkv - 1)
     visits = np.clip(-(-(last_key + 1) // block_k), 0, None) if lkv else np.zeros(nqt, np.int64)
-    visits = np.minimum(visits, -(-lkv // block_k))
+    visits = np.minimum(visits, nkt)
+    per = np.maximum(-(-visits // splits), 1)  # key tiles per split, per query tile
     visible = causal_visible(lq, lkv, causal) if causal else None
     pad = nqt * block_q - lq
+    rows = np.arange(lq)
     with np.errstate(all="ignore"):
-        for j in range(-(-lkv // block_k)):
+        for j in range(nkt):
             c0, c1 = j * block_k, min((j + 1) * block_k, lkv)
             s = np.matmul(q, np.swapaxes(k[..., c0:c1, :], -1, -2)) * acc(scale)
             if mask is not None:
                 s = s + mask[..., c0:c1]
             if causal:
                 s = np.where(visible[:, c0:c1], s, -np.inf)
+            split = np.repeat(np.minimum(j // per, splits - 1), block_q)[:lq]  # per row: its tile's split
+            first = np.repeat(j % per == 0, block_q)[:lq]  # per row: the first tile of its split
             tile_visits = np.repeat(j < visits, block_q)[:lq]  # per row: does its query tile visit this key tile
+            m_cur, l_cur, o_cur = m[split, ..., rows], l[split, ..., rows], o[split, ..., rows, :]
+            m_cur, l_cur, o_cur = np.moveaxis(m_cur, 0, -1), np.moveaxis(l_cur, 0, -1), np.moveaxis(o_cur, 0, -2)
             tmax = np.fmax.reduce(s, axis=-1)
-            if lam is not None and j > 0:
-                row_skips = np.exp((tmax - m).astype(np.float32)) < lam
+            if lam is not None:
+                row_skips = (np.exp((tmax - m_cur).astype(np.float32)) < lam) & ~first
                 per_tile = np.concatenate([row_skips, np.ones(lead + (pad,), bool)], axis=-1)
                 tile_skip = np.all(per_tile.reshape(lead + (nqt, block_q)), axis=-1)
             else:
@@ -331,18 +378,33 @@ def _tiled_attention(q, k, v, mask, scale, causal, lam, block_q, block_k):
             counts[..., 1] += tile_skip & (j < visits)
             active = np.repeat(tile_skip, block_q, axis=-1)[..., :lq] == 0
             active &= tile_visits
-            m_new = np.fmax(m, tmax)
+            m_new = np.fmax(m_cur, tmax)
             m_use = np.where(m_new == -np.inf, acc(0), m_new)
             p = np.exp(s - m_use[..., None])
-            alpha = np.exp(m - m_use)
-            l_new = l * alpha + np.sum(p, axis=-1)
-            o_new = o * alpha[..., None] + np.matmul(p, v[..., c0:c1, :])
-            m = np.where(active, m_new, m)
-            l = np.where(active, l_new, l)
-            o = np.where(active[..., None], o_new, o)
-        # no keys at all: softmax over an empty axis times an empty v is zeros, as the plain graph gives
-        out = o / l[..., None] if lkv else o
-    return out, counts
+            alpha = np.exp(m_cur - m_use)
+            l_new = l_cur * alpha + np.sum(p, axis=-1)
+            o_new = o_cur * alpha[..., None] + np.matmul(p, v[..., c0:c1, :])
+            m[split, ..., rows] = np.moveaxis(np.where(active, m_new, m_cur), -1, 0)
+            l[split, ..., rows] = np.moveaxis(np.where(active, l_new, l_cur), -1, 0)
+            o[split, ..., rows, :] = np.moveaxis(np.where(active[..., None], o_new, o_cur), -2, 0)
+        if not lkv:  # no keys at all: softmax over an empty axis times an empty v is zeros, as the plain graph gives
+            return o[0], counts
+        if splits == 1:
+            return o[0] / l[0][..., None], counts
+        return _merge_splits(m, l, o, acc), counts
+
+
+def _merge_splits(m, l, o, acc):
+    """``sum_s w_s o_s / sum_s w_s l_s`` with ``w_s = exp(m_s - max_s m_s)``, split by split in order."""
+    top = np.fmax.reduce(m, axis=0)
+    top = np.where(top == -np.inf, acc(0), top)
+    total = np.zeros_like(l[0])
+    out = np.zeros_like(o[0])
+    for m_s, l_s, o_s in zip(m, l, o):
+        w = np.exp(m_s - top)
+        total = total + w * l_s
+        out = out + w[..., None] * o_s
+    return out / total[..., None]
 
 
 def fused_attention(q, k, v, mask=None, scale=None, causal=False, threshold=None, scale_factor=None,

@@ -8,13 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import symexpr as se
-from symexpr.ops.attention import Attention, attention_reference, causal_visible, fused_attention
+from symexpr.ops.attention import Attention, attention_reference, causal_visible, fused_attention, key_splits
 
 from support import plain_attention, with_sink
 
 
 def skip_rule(q, k, v, mask, scale, causal, lam, bq, bk):
-    """The BLASST rule, written plainly (one query tile at a time): (out, visited, skipped) per tile."""
+    """The BLASST rule, written plainly (one query tile at a time): (out, visited, skipped) per tile.
+
+    A query tile's key tiles are cut into ``key_splits`` contiguous splits, each with its own running
+    state and a first tile that is never skipped, merged by their log-sum-exp at the end.
+    """
     q, k, v = (np.asarray(a, np.float32) for a in (q, k, v))
     lq, lkv = q.shape[0], k.shape[0]
     s_all = (q @ k.T) * np.float32(scale)
@@ -23,6 +27,7 @@ def skip_rule(q, k, v, mask, scale, causal, lam, bq, bk):
     shift = (lkv - lq if causal == "bottom_right" else 0) if causal else None
     if causal:
         s_all = np.where(causal_visible(lq, lkv, causal), s_all, -np.inf)
+    splits = key_splits(-(-lq // bq), -(-lkv // bk))
     out = np.zeros((lq, v.shape[1]), np.float32)
     tiles = []
     with np.errstate(all="ignore"):
@@ -30,25 +35,33 @@ def skip_rule(q, k, v, mask, scale, causal, lam, bq, bk):
             rows = slice(r0, min(r0 + bq, lq))
             last = min(r0 + bq, lq) - 1 + shift if causal else lkv - 1
             n_tiles = min(max(0, -(-(last + 1) // bk)), -(-lkv // bk))
-            m = np.full(rows.stop - r0, -np.inf, np.float32)
-            l = np.zeros_like(m)
-            o = np.zeros((rows.stop - r0, v.shape[1]), np.float32)
+            per = max(-(-n_tiles // splits), 1)
+            states = []
             skipped = 0
-            for j in range(n_tiles):
-                cols = slice(j * bk, min((j + 1) * bk, lkv))
-                s = s_all[rows, cols]
-                tmax = np.fmax.reduce(s, axis=1)
-                if lam is not None and j > 0 and np.all(np.exp(tmax - m) < lam):
-                    skipped += 1
-                    continue
-                m_new = np.fmax(m, tmax)
-                m_use = np.where(m_new == -np.inf, 0, m_new)
-                p = np.exp(s - m_use[:, None])
-                alpha = np.exp(m - m_use)
-                l = l * alpha + p.sum(axis=1)
-                o = o * alpha[:, None] + p @ v[cols]
-                m = m_new
-            out[rows] = o / l[:, None] if lkv else o
+            for start in range(0, max(n_tiles, 1), per):
+                m = np.full(rows.stop - r0, -np.inf, np.float32)
+                l = np.zeros_like(m)
+                o = np.zeros((rows.stop - r0, v.shape[1]), np.float32)
+                for j in range(start, min(start + per, n_tiles)):
+                    cols = slice(j * bk, min((j + 1) * bk, lkv))
+                    s = s_all[rows, cols]
+                    tmax = np.fmax.reduce(s, axis=1)
+                    if lam is not None and j > start and np.all(np.exp(tmax - m) < lam):
+                        skipped += 1
+                        continue
+                    m_new = np.fmax(m, tmax)
+                    m_use = np.where(m_new == -np.inf, 0, m_new)
+                    p = np.exp(s - m_use[:, None])
+                    alpha = np.exp(m - m_use)
+                    l = l * alpha + p.sum(axis=1)
+                    o = o * alpha[:, None] + p @ v[cols]
+                    m = m_new
+                states.append((m, l, o))
+            top = np.fmax.reduce([m for m, _, _ in states], axis=0)
+            top = np.where(top == -np.inf, 0, top)
+            total = sum(np.exp(m - top) * l for m, l, _ in states)
+            merged = sum(np.exp(m - top)[:, None] * o for m, _, o in states)
+            out[rows] = merged / total[:, None] if lkv else merged
             tiles.append((n_tiles, skipped))
     return out, np.array(tiles, np.int64)
 

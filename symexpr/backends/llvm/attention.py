@@ -38,6 +38,7 @@ from llvmlite import ir
 from symexpr.backends.llvm.irloop import CountedLoop, aligned_alloca, const, declare, imin, splat
 from symexpr.backends.llvm.mathlib import emit_exp_nonpositive, emit_math
 from symexpr.backends.llvm.scalar_ops import F32, I32, I64
+from symexpr.ops.attention import MAX_SPLITS
 
 #: Query rows per register block of the two products.
 ROWS = 4
@@ -75,6 +76,16 @@ def attention_function(gen, kernel, buffers):
     return fn
 
 
+def merge_function(gen, kernel, buffers):
+    """Emit the function of an :class:`~symexpr.kernel.ir.AttentionMergeKernel` (arguments as :func:`attention_function`)."""
+    fn, b = gen._kernel_function(kernel, buffers)
+    fn.attributes.add("nounwind")
+    args = dict(zip(buffers, fn.args))
+    tid, nthreads = fn.args[len(buffers) + 1], fn.args[len(buffers) + 2]
+    _MergeEmitter(gen, kernel, b, args, tid, nthreads).emit()
+    return fn
+
+
 def _transpose8(b, rows):
     """The columns of an 8 x 8 block given as 8 row vectors (``<8 x float>``): unpack, then 64- and 128-bit moves."""
 
@@ -99,41 +110,31 @@ def _ceil_div(b, x, n):
     return b.sdiv(b.add(x, b.sub(n, const(1))), n)
 
 
-class _Emitter:
+def _unravel(b, index, sizes):
+    """The multi-index of ``index`` over ``sizes`` (row-major)."""
+    out = []
+    for n in reversed(sizes):
+        out.append(b.srem(index, n))
+        index = b.sdiv(index, n)
+    return out[::-1]
+
+
+class _KernelEmitter:
+    """What the attention kernel and its merge share: operand pointers, loops, stack slots, addresses."""
+
     def __init__(self, gen, kernel, b, args, tid, nthreads):
         self.k, self.b, self.num = kernel, b, gen.num
         self.tid, self.nthreads = tid, nthreads
         self.w = vector_width(gen.module.cpu_target)
         self.vec = ir.VectorType(F32, self.w)
-        self.block = self.w * VECTORS
         self.bq = int(kernel.block_q)
-        self.bk = int(kernel.block_k)
-        self.bkp = -(-self.bk // self.block) * self.block
         self.ptr = {}
         for role, access in kernel.accesses():
             ty = I64 if role == "counts" else F32
             self.ptr[role] = b.bitcast(args[access.buffer], ty.as_pointer())
-        n = self.num
-        self.lq, self.lkv, self.d, self.dv = n(kernel.lq), n(kernel.lkv), n(kernel.d), n(kernel.dv)
-        # causal: key j is visible to query i when j <= i + shift
-        self.shift = b.sub(self.lkv, self.lq) if kernel.causal == "bottom_right" else const(0)
-        self.dvp = b.mul(_ceil_div(b, self.dv, const(self.block)), const(self.block))
-        self.s = self._stack(const(self.bq * self.bkp), "S")
-        kt_rows = b.add(self.d, const(1))
-        self.kt = self._stack(b.mul(kt_rows, const(self.bkp)), "Kt")
-        self.vp = self._stack(b.mul(const(self.bkp), self.dvp), "Vp")
-        self.o = self._stack(b.mul(const(self.bq), self.dvp), "O")
-        self.m = self._stack(const(self.bq), "m")
-        self.l = self._stack(const(self.bq), "l")
-        self.tmax = self._stack(const(self.bq), "tmax")
         self.counters = {}
         self.vslots = {}
-        # stale stack contents would be undefined values; zero the tiles once
-        self._fill(self.kt, b.mul(kt_rows, const(self.bkp)), 0.0, "zero.kt")
-        self._fill(self.vp, b.mul(const(self.bkp), self.dvp), 0.0, "zero.vp")
-        self._fill(self.s, const(self.bq * self.bkp), 0.0, "zero.s")
 
-    # -- helpers ---------------------------------------------------------------------------------
     def _stack(self, count, name):
         return aligned_alloca(self.b, F32, name, count)
 
@@ -151,11 +152,125 @@ class _Emitter:
     def _counter(self, name):
         return self._entry_slot(self.counters, name, I64)
 
-    def _vslot(self, name):
-        return self._entry_slot(self.vslots, name, self.vec)
-
     def _loop(self, name, start, stop, step=1):
         return CountedLoop(self.b, self._counter(name), start, stop, step, name=name)
+
+    def _max(self, a, x):
+        """``x`` where ``x > a``, else ``a``: NaN in ``x`` is ignored (vector or scalar)."""
+        b = self.b
+        return b.select(b.fcmp_ordered(">", x, a), x, a)
+
+    def _offset(self, role, lead_index):
+        access = getattr(self.k, role)
+        b = self.b
+        off = self.num(access.offset)
+        for idx, stride in zip(lead_index, access.strides):
+            off = b.add(off, b.mul(idx, self.num(stride)))
+        return off
+
+    def _tile_rows(self, qt, lead_index, role):
+        """The first row of query tile ``qt`` of operand ``role`` at ``lead_index``."""
+        b, access = self.b, getattr(self.k, role)
+        row0 = b.mul(b.mul(qt, const(self.bq)), self.num(access.strides[-2]))
+        return b.gep(self.ptr[role], [b.add(self._offset(role, lead_index), row0)])
+
+    def _counts_of(self, qt, lead_index):
+        """The address of query tile ``qt``'s ``(visited, skipped)`` counts at ``lead_index``."""
+        b, counts = self.b, self.k.counts
+        return b.gep(self.ptr["counts"], [b.add(self._offset("counts", lead_index), b.mul(qt, self.num(counts.strides[-2])))])
+
+
+class _MergeEmitter(_KernelEmitter):
+    """The body of :class:`~symexpr.kernel.ir.AttentionMergeKernel`: work items dealt round-robin."""
+
+    def emit(self):
+        k, b = self.k, self.b
+        splits = self.num(k.splits)
+        lq, dv = self.num(k.lq), self.num(k.dv)
+        nqt = _ceil_div(b, lq, const(self.bq))
+        items = nqt
+        for size in k.lead:
+            items = b.mul(items, self.num(size))
+        # one split: the attention kernel wrote out and counts itself
+        items = b.select(b.icmp_signed(">", splits, const(1)), items, const(0))
+        mine = b.select(b.icmp_signed("<", self.tid, items), _ceil_div(b, b.sub(items, self.tid), self.nthreads), const(0))
+        unit_stride, row_stride = (self.num(x) for x in k.partial.strides)
+        weights = self._stack(const(MAX_SPLITS), "w")
+        top_slot = self._entry_slot(self.vslots, "top", F32)
+        total_slot = self._entry_slot(self.vslots, "total", F32)
+        acc_slot = self._entry_slot(self.vslots, "acc", F32)
+        counts_slots = self._counter("visited"), self._counter("skipped")
+        neg_inf, zero = ir.Constant(F32, float("-inf")), ir.Constant(F32, 0.0)
+        o_rs = self.num(k.out.strides[-2])
+        with self._loop("item", const(0), mine) as it:
+            item = b.add(self.tid, b.mul(it, self.nthreads))
+            qt = b.srem(item, nqt)
+            lead_index = _unravel(b, b.sdiv(item, nqt), [self.num(n) for n in k.lead])
+            nr = imin(b, const(self.bq), b.sub(lq, b.mul(qt, const(self.bq))))
+            base = b.gep(self.ptr["partial"], [b.add(self.num(k.partial.offset), b.mul(b.mul(item, splits), unit_stride))])
+            out_rows = self._tile_rows(qt, lead_index, "out")
+
+            def part(split, r, index):
+                return b.load(b.gep(base, [b.add(b.add(b.mul(split, unit_stride), b.mul(r, row_stride)), index)]))
+
+            with self._loop("row", const(0), nr) as r:
+                b.store(neg_inf, top_slot)
+                with self._loop("max.s", const(0), splits) as sp:
+                    b.store(self._max(b.load(top_slot), part(sp, r, dv)), top_slot)
+                top = b.load(top_slot)
+                top = b.select(b.fcmp_ordered("==", top, neg_inf), zero, top)
+                b.store(zero, total_slot)
+                with self._loop("sum.s", const(0), splits) as sp:
+                    w = emit_math(b, "exp", [b.fsub(part(sp, r, dv), top)])
+                    b.store(w, b.gep(weights, [sp]))
+                    b.store(b.fadd(b.load(total_slot), b.fmul(w, part(sp, r, b.add(dv, const(1))))), total_slot)
+                total = b.load(total_slot)
+                dst = b.gep(out_rows, [b.mul(r, o_rs)])
+                with self._loop("out.e", const(0), dv) as e:
+                    b.store(zero, acc_slot)
+                    with self._loop("out.s", const(0), splits) as sp:
+                        term = b.fmul(b.load(b.gep(weights, [sp])), part(sp, r, e))
+                        b.store(b.fadd(b.load(acc_slot), term), acc_slot)
+                    b.store(b.fdiv(b.load(acc_slot), total), b.gep(dst, [e]))
+            for slot in counts_slots:
+                b.store(const(0), slot)
+            with self._loop("counts.s", const(0), splits) as sp:
+                tail = b.gep(base, [b.add(b.mul(sp, unit_stride), b.sub(unit_stride, const(2)))])
+                for i, slot in enumerate(counts_slots):
+                    b.store(b.add(b.load(slot), b.fptosi(b.load(b.gep(tail, [const(i)])), I64)), slot)
+            counts = self._counts_of(qt, lead_index)
+            b.store(b.load(counts_slots[0]), counts)
+            b.store(b.load(counts_slots[1]), b.gep(counts, [self.num(k.counts.strides[-1])]))
+        b.ret_void()
+
+
+class _Emitter(_KernelEmitter):
+    def __init__(self, gen, kernel, b, args, tid, nthreads):
+        super().__init__(gen, kernel, b, args, tid, nthreads)
+        self.block = self.w * VECTORS
+        self.bk = int(kernel.block_k)
+        self.bkp = -(-self.bk // self.block) * self.block
+        n = self.num
+        self.lq, self.lkv, self.d, self.dv = n(kernel.lq), n(kernel.lkv), n(kernel.d), n(kernel.dv)
+        # causal: key j is visible to query i when j <= i + shift
+        self.shift = b.sub(self.lkv, self.lq) if kernel.causal == "bottom_right" else const(0)
+        self.dvp = b.mul(_ceil_div(b, self.dv, const(self.block)), const(self.block))
+        self.s = self._stack(const(self.bq * self.bkp), "S")
+        kt_rows = b.add(self.d, const(1))
+        self.kt = self._stack(b.mul(kt_rows, const(self.bkp)), "Kt")
+        self.vp = self._stack(b.mul(const(self.bkp), self.dvp), "Vp")
+        self.o = self._stack(b.mul(const(self.bq), self.dvp), "O")
+        self.m = self._stack(const(self.bq), "m")
+        self.l = self._stack(const(self.bq), "l")
+        self.tmax = self._stack(const(self.bq), "tmax")
+        # stale stack contents would be undefined values; zero the tiles once
+        self._fill(self.kt, b.mul(kt_rows, const(self.bkp)), 0.0, "zero.kt")
+        self._fill(self.vp, b.mul(const(self.bkp), self.dvp), 0.0, "zero.vp")
+        self._fill(self.s, const(self.bq * self.bkp), 0.0, "zero.s")
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _vslot(self, name):
+        return self._entry_slot(self.vslots, name, self.vec)
 
     def _fill(self, ptr, count, value, name):
         b = self.b
@@ -180,40 +295,25 @@ class _Emitter:
     def _lanes(self, v):
         return [self.b.extract_element(v, const(i, I32)) for i in range(self.w)]
 
-    def _max(self, a, x):
-        """``x`` where ``x > a``, else ``a``: NaN in ``x`` is ignored (vector or scalar)."""
-        b = self.b
-        return b.select(b.fcmp_ordered(">", x, a), x, a)
-
-    def _offset(self, role, lead_index):
-        access = getattr(self.k, role)
-        b = self.b
-        off = self.num(access.offset)
-        for idx, stride in zip(lead_index, access.strides):
-            off = b.add(off, b.mul(idx, self.num(stride)))
-        return off
-
     # -- the kernel -----------------------------------------------------------------------------
     def emit(self):
         k, b = self.k, self.b
         nqt = _ceil_div(b, self.lq, const(self.bq))
-        total = nqt
+        items = nqt
         for size in k.lead:
-            total = b.mul(total, self.num(size))
-        # items tid, tid + nthreads, ...: count = ceil((total - tid) / nthreads) when tid < total
+            items = b.mul(items, self.num(size))
+        self.splits = self.num(k.splits)
+        total = b.mul(items, self.splits)
+        # units (item, split) tid, tid + nthreads, ...: count = ceil((total - tid) / nthreads) when tid < total
         mine = b.select(b.icmp_signed("<", self.tid, total), _ceil_div(b, b.sub(total, self.tid), self.nthreads), const(0))
         self._lambda_setup()
         with self._loop("item", const(0), mine) as it:
-            item = b.add(self.tid, b.mul(it, self.nthreads))
+            unit = b.add(self.tid, b.mul(it, self.nthreads))
+            split = b.srem(unit, self.splits)
+            item = b.sdiv(unit, self.splits)
             qt = b.srem(item, nqt)
-            rest = b.sdiv(item, nqt)
-            lead_index = []
-            for size in reversed(k.lead):
-                n = self.num(size)
-                lead_index.append(b.srem(rest, n))
-                rest = b.sdiv(rest, n)
-            lead_index.reverse()
-            self._item(qt, lead_index)
+            lead_index = _unravel(b, b.sdiv(item, nqt), [self.num(n) for n in k.lead])
+            self._item(qt, lead_index, unit, split)
         b.ret_void()
 
     def _lambda_setup(self):
@@ -233,16 +333,16 @@ class _Emitter:
             self.lam = b.fptrunc(b.fdiv(sf, lkv), F32)
             self.skip_on = b.fcmp_ordered("<", self.lam, ir.Constant(F32, 1.0))
 
-    def _item(self, qt, lead_index):
+    def _item(self, qt, lead_index, unit, split):
         k, b = self.k, self.b
         r0 = b.mul(qt, const(self.bq))
         nr = imin(b, const(self.bq), b.sub(self.lq, r0))
-        self.q_rows = b.gep(self.ptr["q"], [b.add(self._offset("q", lead_index), b.mul(r0, self.num(k.q.strides[-2])))])
+        self.q_rows = self._tile_rows(qt, lead_index, "q")
         self.k_rows = b.gep(self.ptr["k"], [self._offset("k", lead_index)])
         self.v_rows = b.gep(self.ptr["v"], [self._offset("v", lead_index)])
-        out_rows = b.gep(self.ptr["out"], [b.add(self._offset("out", lead_index), b.mul(r0, self.num(k.out.strides[-2])))])
+        out_rows = self._tile_rows(qt, lead_index, "out")
         if k.mask is not None:
-            self.mask_rows = b.gep(self.ptr["mask"], [b.add(self._offset("mask", lead_index), b.mul(r0, self.num(k.mask.strides[-2])))])
+            self.mask_rows = self._tile_rows(qt, lead_index, "mask")
         with self._loop("init", const(0), const(self.bq)) as r:
             b.store(ir.Constant(F32, float("-inf")), b.gep(self.m, [r]))
             b.store(ir.Constant(F32, 0.0), b.gep(self.l, [r]))
@@ -255,13 +355,17 @@ class _Emitter:
             reach = b.sdiv(b.add(last, const(self.bk)), const(self.bk))  # floor((last + 1) / bk) rounded up
             reach = b.select(b.icmp_signed("<", last, const(0)), const(0), reach)
             visits = imin(b, reach, nkt)
+        # this split's key tiles: [first, stop), ceil(visits / splits) of them (the last split fewer)
+        per = _ceil_div(b, visits, self.splits)
+        first = imin(b, b.mul(split, per), visits)
+        stop = imin(b, b.add(first, per), visits)
         skipped = self._counter("skipped")
         b.store(const(0), skipped)
-        with self._loop("ktile", const(0), visits) as j:
+        with self._loop("ktile", first, stop) as j:
             c0 = b.mul(j, const(self.bk))
             nk = imin(b, const(self.bk), b.sub(self.lkv, c0))
             self._scores(r0, nr, c0, nk)
-            skip = self._vote(j, nr)
+            skip = self._vote(b.icmp_signed(">", j, first), nr)
             if skip is None:
                 self._accumulate(nr, c0, nk)
             else:
@@ -270,10 +374,14 @@ class _Emitter:
                         b.store(b.add(b.load(skipped), const(1)), skipped)
                     with otherwise:
                         self._accumulate(nr, c0, nk)
-        self._finish(nr, out_rows)
-        counts = b.gep(self.ptr["counts"], [b.add(self._offset("counts", lead_index), b.mul(qt, self.num(k.counts.strides[-2])))])
-        b.store(visits, counts)
-        b.store(b.load(skipped), b.gep(counts, [self.num(k.counts.strides[-1])]))
+        with b.if_else(b.icmp_signed("==", self.splits, const(1))) as (whole, part):
+            with whole:
+                self._finish(nr, out_rows)
+                counts = self._counts_of(qt, lead_index)
+                b.store(visits, counts)
+                b.store(b.load(skipped), b.gep(counts, [self.num(k.counts.strides[-1])]))
+            with part:
+                self._write_partial(nr, unit, b.sub(stop, first), b.load(skipped))
 
     def _scores(self, r0, nr, c0, nk):
         """``S[:nr, :BKP]``: scaled logits with the mask added, -inf where no key is or causal hides one; ``tmax``."""
@@ -324,8 +432,8 @@ class _Emitter:
             total = self._max(total, x) if kind == "max" else b.fadd(total, x)
         return total
 
-    def _vote(self, j, nr):
-        """i1: skip this tile (every row's ``exp(tmax - m) < lambda``, not the first tile), or None (never)."""
+    def _vote(self, not_first, nr):
+        """i1: skip this tile (every row's ``exp(tmax - m) < lambda``, and ``not_first``: not its split's first), or None (never)."""
         if self.lam is None:
             return None
         b = self.b
@@ -336,7 +444,7 @@ class _Emitter:
             small = b.fcmp_ordered("<", emit_math(b, "exp", [gap]), self.lam)
             b.store(b.select(small, b.load(flag), const(0)), flag)
         all_small = b.icmp_signed("!=", b.load(flag), const(0))
-        return b.and_(b.and_(all_small, b.icmp_signed(">", j, const(0))), self.skip_on)
+        return b.and_(b.and_(all_small, not_first), self.skip_on)
 
     def _accumulate(self, nr, c0, nk):
         """Fold the tile into ``m``, ``l`` and ``O`` (the v tile is read only here)."""
@@ -488,3 +596,19 @@ class _Emitter:
             with self._loop("out.e", const(0), self.dv) as e:
                 value = b.fdiv(b.load(b.gep(orow, [e])), l)
                 b.store(b.select(no_keys, ir.Constant(F32, 0.0), value), b.gep(dst, [e]))
+
+    def _write_partial(self, nr, unit, visited, skipped):
+        """This split's rows ``O[0:dv], m, l`` and its ``(visited, skipped)`` counts, at work unit ``unit`` of ``partial``."""
+        k, b = self.k, self.b
+        unit_stride, row_stride = (self.num(x) for x in k.partial.strides)
+        base = b.gep(self.ptr["partial"], [b.add(self.num(k.partial.offset), b.mul(unit, unit_stride))])
+        with self._loop("part.r", const(0), nr) as r:
+            orow = b.gep(self.o, [b.mul(r, self.dvp)])
+            dst = b.gep(base, [b.mul(r, row_stride)])
+            with self._loop("part.e", const(0), self.dv) as e:
+                b.store(b.load(b.gep(orow, [e])), b.gep(dst, [e]))
+            b.store(b.load(b.gep(self.m, [r])), b.gep(dst, [self.dv]))
+            b.store(b.load(b.gep(self.l, [r])), b.gep(dst, [b.add(self.dv, const(1))]))
+        tail = b.gep(base, [b.sub(unit_stride, const(2))])
+        b.store(b.sitofp(visited, F32), tail)
+        b.store(b.sitofp(skipped, F32), b.gep(tail, [const(1)]))

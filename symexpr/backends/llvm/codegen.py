@@ -23,7 +23,7 @@ from symexpr.backends.llvm import attention, qgemm
 from symexpr.backends.llvm import scalar_ops as so
 from symexpr.backends.llvm import target
 from symexpr.backends.llvm.irloop import CountedLoop
-from symexpr.kernel.ir import SELF_THREADED, AttentionKernel, GemmKernel, LoopKernel, QGemmKernel
+from symexpr.kernel.ir import SELF_THREADED, AttentionKernel, AttentionMergeKernel, GemmKernel, LoopKernel, QGemmKernel
 from symexpr.kernel.template import Param
 
 VOID = ir.VoidType()
@@ -222,6 +222,8 @@ class ModuleGenerator:
                 fn = qgemm.qgemm_function(self, step, buffers)
             elif isinstance(step, AttentionKernel):
                 fn = attention.attention_function(self, step, buffers)
+            elif isinstance(step, AttentionMergeKernel):
+                fn = attention.merge_function(self, step, buffers)
             else:
                 fn = self.gemm_kernel(step)
             self._functions[key] = fn

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import symexpr as se
-from symexpr.ops.attention import Attention, attention_reference
+from symexpr.ops.attention import Attention, attention_reference, key_splits
 
 from support import num_threads, plain_attention, with_sink
 
@@ -155,6 +155,50 @@ def test_decode_factor_is_chosen_at_run_time(lq):
     assert (counts[..., 1].sum() > 0) == (lq == 1)  # prefill's factor 0 skips nothing
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("rule", [dict(), dict(threshold=0.02)])
+def test_split_keys_merge_as_the_reference_does(threads, causal, rule):
+    """Few work items over many key tiles: each tile's keys are split, every split's first tile is kept."""
+    rng = np.random.default_rng(11)
+    lq, lkv = 40, 700
+    op = Attention(0.25, causal=causal, block_q=16, block_k=16, has_mask=True, **rule)
+    assert key_splits(3, -(-lkv // 16)) == 11  # (one head x 3 query tiles) x 11 splits
+    f = _compile(op, (1,), (1,), 16, 8, (lq, lkv))
+    q = rng.standard_normal((1, lq, 16), dtype=np.float32)
+    k = rng.standard_normal((1, lkv, 16), dtype=np.float32)
+    q, k = with_sink(q, k, strength=20.0)
+    v = rng.standard_normal((1, lkv, 8), dtype=np.float32)
+    mask = np.zeros((lq, lkv), np.float32)
+    mask[3] = -np.inf  # a fully masked row: NaN, as softmax gives
+    mask[5, :400] = -np.inf  # a row whose first splits see no key
+    mask[7, 100:] = -np.inf  # a row whose last splits see no key
+    mask[9, 150] = np.nan
+    with num_threads(threads):
+        got, counts = _check(f, op, [q, k, v, mask], rtol=1e-4, atol=1e-5)
+    assert np.isnan(got[0, [3, 9]]).all() and np.isfinite(np.delete(got[0], [3, 9], axis=0)).all()
+    if not rule:
+        np.testing.assert_allclose(got, plain_attention(q, k, v, mask, 0.25, causal), rtol=5e-5, atol=5e-6)
+    else:
+        # splits never skip their first tile: at least one visited tile per split is kept
+        assert 0 < counts[..., 1].sum() <= (counts[..., 0] - 11).clip(0).sum()
+
+
+def test_one_sequence_decode_splits_the_long_context():
+    """MQA decode of one sequence: one work item without splitting; 16 splits of the keys with it."""
+    rng = np.random.default_rng(12)
+    op = Attention(0.125, block_k=64)
+    f = _compile(op, (1, 8), (1, 1), 64, 64)
+    q = rng.standard_normal((1, 8, 1, 64), dtype=np.float32)
+    k = rng.standard_normal((1, 1, 5000, 64), dtype=np.float32)
+    v = rng.standard_normal((1, 1, 5000, 64), dtype=np.float32)
+    assert key_splits(1, -(-5000 // 64)) == 16
+    got, counts = _check(f, op, [q, k, v])
+    np.testing.assert_allclose(got, plain_attention(q, k, v, None, 0.125, False), rtol=5e-5, atol=5e-6)
+    assert counts[0, 0, 0, 0] == 79 and counts[..., 1].sum() == 0
+    assert "splits=16" in f._compiled.plan.text()
+
+
 @pytest.mark.parametrize("layout", ["gqa", "mqa"])
 @pytest.mark.parametrize("rule", [dict(), dict(threshold=0.02), dict(scale_factor=1.0, decode_scale_factor=6.0)])
 def test_gqa_decode_groups_the_heads_into_tile_rows(layout, rule):
@@ -179,3 +223,29 @@ def test_gqa_decode_groups_the_heads_into_tile_rows(layout, rule):
     if rule:
         assert counts[..., 1].sum() > 0
     assert "lead=(2,)" in f._compiled.plan.text() or "lead=(2, 2)" in f._compiled.plan.text()
+
+
+@pytest.mark.parametrize("rule", [dict(), dict(threshold=0.02)])
+def test_float16_operands_compute_in_float32_as_the_op_does(rule):
+    """float16 q, k, v and mask (GQA-broadcast k/v) run in the kernel, converted once each; one rounding at the end."""
+    rng = np.random.default_rng(13)
+    q = se.tensor("q", "float16", (2, 3, None, 16))
+    k = se.tensor("k", "float16", (2, 1, None, 16))
+    v = se.tensor("v", "float16", (2, 1, None, 8))
+    m = se.tensor("m", "float16", (None, None))
+    op = Attention(0.25, causal=True, block_q=8, block_k=8, has_mask=True, **rule)
+    out, counts = op(q, k, v, m)
+    f = se.function([q, k, v, m], [out, counts], backend="llvm", passes="fast_compile")
+    ref = se.function([q, k, v, m], [out, counts], backend="numpy")
+    qa = rng.standard_normal((2, 3, 37, 16)).astype(np.float16)
+    ka = rng.standard_normal((2, 1, 50, 16)).astype(np.float16)
+    qa, ka = with_sink(qa, ka, strength=8.0)
+    args = [qa.astype(np.float16), ka.astype(np.float16), rng.standard_normal((2, 1, 50, 8)).astype(np.float16),
+            np.where(rng.random((37, 50)) < 0.2, -np.inf, 0.0).astype(np.float16)]
+    got, got_counts = f(*args)
+    want, want_counts = ref(*args)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got_counts, want_counts)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=2e-3, atol=2e-3)
+    assert "attention k" in f._compiled.plan.text()  # the kernel, not the host
