@@ -5,7 +5,10 @@ steps.  A step is a :class:`LoopKernel` (a loop nest that code generators
 render: LLVM now, CUDA C later), a :class:`GemmKernel` (a call into a matrix
 multiply routine), a :class:`QGemmKernel` (an int8 contraction with an int32
 accumulator and a fused dequantizing epilogue, which each code generator
-implements natively) or a :class:`HostStep` (an op the backend runs with NumPy).
+implements natively), an :class:`AttentionKernel` (tiled online-softmax
+attention with block skipping) and its :class:`AttentionMergeKernel` (the
+log-sum-exp merge of split keys), or a :class:`HostStep` (an op the backend
+runs with NumPy).
 
 All extents, offsets and strides are concrete integers, counted in elements:
 a plan is built for the shapes and strides of one call's inputs.  Code
