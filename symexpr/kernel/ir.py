@@ -177,6 +177,11 @@ class QGemmKernel:
     None.  ``weight_bits`` (8: ``|w| <= 127``, 7: ``|w| <= 63``) tells a code
     generator which instructions multiply exactly.  ``k`` and ``n`` come from
     the constant weight; ``m`` is the only size that changes between calls.
+
+    ``post`` (scaled only) is a program of :class:`Instr` s applied to that
+    float32 value before it is stored: ``("load", 0)`` is the value,
+    ``("load", k)`` the element ``(i, j)`` of ``post_loads[k - 1]`` (strides
+    over ``(m, n)``), and ``post_result`` the reference stored (float32).
     """
 
     name: str
@@ -193,6 +198,9 @@ class QGemmKernel:
     sx: Access = None
     sw: Access = None
     bias: Access = None
+    post: tuple = ()
+    post_loads: tuple = ()
+    post_result: tuple = None
 
     @property
     def work(self) -> int:
@@ -203,9 +211,10 @@ class QGemmKernel:
     OUTPUTS = ("out",)
 
     def accesses(self) -> tuple:
-        """``(role, access)`` of every operand present, in a fixed order."""
+        """``(role, access)`` of every operand present, in a fixed order (``post_loads`` as ``post0``, ...)."""
         roles = ("x", "w", "comp", "out", "sx", "sw", "bias")
-        return tuple((r, getattr(self, r)) for r in roles if getattr(self, r) is not None)
+        present = tuple((r, getattr(self, r)) for r in roles if getattr(self, r) is not None)
+        return present + tuple((f"post{k}", a) for k, a in enumerate(self.post_loads))
 
 
 @dataclass(frozen=True)
@@ -404,6 +413,13 @@ def format_qgemm(step) -> str:
                      + (f"  bias = {_format_access(step.bias)}" if step.bias is not None else ""))
     else:
         epi = "acc (int32)"
+    if step.post:
+        lines.append(f"  l0 = {epi}")
+        for k, access in enumerate(step.post_loads, 1):
+            lines.append(f"  l{k} = {_format_access(access)}  (over (m, n))")
+        for j, ins in enumerate(step.post):
+            lines.append(f"  t{j} = {ins.op!r}({', '.join(format_ref(a) for a in ins.args)}) : {ins.dtype}")
+        epi = format_ref(step.post_result)
     lines.append(f"  {_format_access(step.out)} = {epi}")
     return "\n".join(lines)
 

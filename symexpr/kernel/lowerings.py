@@ -730,41 +730,101 @@ def _qlinear(ctx, node):
     """A :class:`QGemmKernel` for a constant weight (packed once per constant); anything else runs on the host.
 
     The activation's leading dims fold into the kernel's rows when the
-    activation, ``sx`` and the output all continue evenly across them (any
-    C-contiguous layout); otherwise the activation (and ``sx``) are first
-    copied to contiguous temps.  An activation whose K stride is not 1 is
-    copied too.
+    activation, ``sx``, the output and the epilogue's operands all continue
+    evenly across them (any C-contiguous layout); otherwise the activation
+    (and ``sx``) are first copied to contiguous temps.  An activation whose K
+    stride is not 1 is copied too.  An epilogue program runs in the kernel
+    when its operands fold with the rows and do not enlarge the product at
+    this call's sizes; otherwise the kernel writes the product to a temp and
+    a loop kernel applies the program over the broadcast shape.
     """
     op = node.op
     xq, wq = node.inputs[:2]
     if not isinstance(wq, Constant):
         raise Unsupported("QLinear with a weight that is not a constant")
-    if not ctx.supports(op, [v.dtype for v in node.inputs]):
+    if not ctx.supports(op, [v.dtype for v in node.inputs[: op.n_standard]]):
         raise Unsupported("no int8 GEMM on this backend")
     k, n = (int(d) for d in wq.data.shape)
     if k == 0:
         raise Unsupported("QLinear with K = 0")
     out_var = node.outputs[0]
+    lead = tuple(ctx.shape(xq)[:-1])
+    product = lead + (n,)
+    full = tuple(ctx.shape(out_var))
+    extras = node.inputs[op.n_standard:]
+    post = _epilogue_program(ctx, op.epilogue, extras) if op.epilogue else None
     out = ctx.allocate(out_var)
-    lead = tuple(ctx.shape(out_var)[:-1])
-    m = int(np.prod(lead, dtype=np.int64))
-    if m == 0 or n == 0:
+    if int(np.prod(product, dtype=np.int64)) == 0 or int(np.prod(full, dtype=np.int64)) == 0:
         return
+    if not op.epilogue:
+        _emit_qgemm(ctx, node, out, lead)
+        return
+    if post is not None and full == product:
+        program, result, loaded = post
+        if _emit_qgemm(ctx, node, out, lead, (program, result, [ctx.view(v) for v in loaded])):
+            return
+    # the product to a temp, then the epilogue program as a loop kernel over the broadcast shape
+    y = ctx.temp_buffer("float32", product)
+    _emit_qgemm(ctx, node, y, lead)
+    program, result, loaded = post if post is not None else _epilogue_program(ctx, op.epilogue, extras, check=False)
+    loads = [y.access(full)] + [ctx.view(v).access(full) for v in loaded]
+    ctx.map_kernel(f"k{len(ctx.plan.steps)}_epilogue", full, loads, list(program), out, result)
+
+
+def _epilogue_program(ctx, epilogue, extras, check=True):
+    """``(program, result, loaded variables)`` of a QLinear epilogue over loads ``(product, *loaded)``.
+
+    One-element constants become literals.  With ``check``, None when the
+    backend lacks one of the program's ops (the caller then raises Unsupported
+    through the loop kernel it builds instead).
+    """
+    loaded = [v for v in extras if not _is_scalar_constant(v)]
+    dtypes = ["float32"] + [v.dtype for v in loaded]
+    builder = ProgramBuilder(lambda ref: dtypes[ref[1]], ctx.supports if check else None)
+    operands, count = [("load", 0)], 0
+    for var in extras:
+        if _is_scalar_constant(var):
+            operands.append(builder.const(np.asarray(var.data).reshape(()), var.dtype))
+        else:
+            count += 1
+            operands.append(("load", count))
+    try:
+        result = builder.cast(builder.inline(epilogue, operands), "float32")
+    except Unsupported:
+        return None
+    return tuple(builder.program), result, loaded
+
+
+def _emit_qgemm(ctx, node, out: View, lead, post=None) -> bool:
+    """Emit the int8 GEMM writing ``out`` (the product's shape); with ``post``, its epilogue program too.
+
+    ``post`` is ``(program, result, views of the loaded operands)``.  Returns
+    False, emitting nothing, when those operands do not fold with the rows.
+    """
+    op = node.op
+    xq, wq = node.inputs[:2]
+    k, n = (int(d) for d in wq.data.shape)
+    m = int(np.prod(lead, dtype=np.int64))
+    product = tuple(lead) + (n,)
+    post_strides = [] if post is None else [v.broadcast_strides(product) for v in post[2]]
+    if post_strides and _fold_rows(lead, None, None, out, post_strides) is None:
+        return False
     x = ctx.view(xq)
     sx = ctx.view(node.inputs[2]) if op.scaled else None
     per_token = sx is not None and len(sx.shape) > 0
     if x.strides[-1] != 1 and k > 1:
         x = _contiguous_copy(ctx, xq, x)
-    rows = _fold_rows(lead, x, sx if per_token else None, out)
+    rows = _fold_rows(lead, x, sx if per_token else None, out, post_strides)
     if rows is None:
         x = _contiguous_copy(ctx, xq, x) if not x.is_contiguous() else x
         if per_token and not sx.is_contiguous():
             sx = _contiguous_copy(ctx, node.inputs[2], sx)
-        rows = _fold_rows(lead, x, sx if per_token else None, out)
-    x_rs, sx_rs, out_rs = rows
+        rows = _fold_rows(lead, x, sx if per_token else None, out, post_strides)
+    x_rs, sx_rs, out_rs, post_rs = rows
     if m == 1:  # a single row's stride is arbitrary: give it the value a longer activation has
         x_rs, out_rs = max(k, 1), n
         sx_rs = 1 if per_token else 0
+        post_rs = [n if any(s[:-1]) else 0 for s in post_strides]
     packed = packed_weight(wq)
     w_buf = ctx.constant_buffer(packed.data)
     comp_buf = ctx.constant_buffer(packed.comp)
@@ -777,12 +837,20 @@ def _qlinear(ctx, node):
             v = ctx.view(var)
             stride = v.strides[0] if len(v.shape) == 1 and n > 1 else (1 if len(v.shape) == 1 else 0)
             extra[name] = Access(v.buffer, v.offset, (stride,))
+    if post is not None:
+        program, result, views = post
+        extra["post"] = program
+        extra["post_result"] = result
+        # a column stride of 1 where there is one column (never used): the same code as for wider ones
+        extra["post_loads"] = tuple(Access(v.buffer, v.offset, (rs, s[-1] if n > 1 else 1))
+                                    for v, rs, s in zip(views, post_rs, post_strides))
     ctx.emit(
         QGemmKernel(
             ctx.kernel_name(node), m, n, k, packed.n_pad, x_acc, Access(w_buf, 0, ()), Access(comp_buf, 0, ()),
             out_acc, "scaled" if op.scaled else "int32", op.weight_bits, **extra,
         )
     )
+    return True
 
 
 #: Stack bytes the attention kernel may use per thread for its tiles (larger tiles or head dims run on
@@ -926,12 +994,22 @@ def _contiguous_copy(ctx, var, view: View) -> View:
     return dense
 
 
-def _fold_rows(lead, x: View, sx, out: View):
-    """``(x, sx, out)`` row strides when the leading dims merge into one row dim for all three, else None."""
+def _fold_rows(lead, x, sx, out: View, others=()):
+    """``(x, sx, out, [others])`` row strides when the leading dims merge into one row dim for all, else None.
+
+    ``x`` may be None (only ``out`` and ``others`` are checked); ``others`` are
+    stride tuples over ``lead + (n,)``.
+    """
     if not lead:
-        return (max(x.shape[-1], 1), 1, out.shape[-1])
-    accesses = [x.strides[:-1], out.strides[:-1]] + ([sx.strides[:-1]] if sx is not None else [])
+        return (max(x.shape[-1], 1) if x is not None else 0, 1, out.shape[-1], [0 for _ in others])
+    accesses = [out.strides[:-1]] + [s[:-1] for s in others]
+    accesses += [x.strides[:-1]] if x is not None else []
+    accesses += [sx.strides[:-1]] if sx is not None else []
     extents, strides = collapse(lead, accesses)
     if len(extents) != 1:
         return None
-    return strides[0][0], (strides[2][0] if sx is not None else 0), strides[1][0]
+    rows = [s[0] for s in strides]
+    out_rs, other_rs = rows[0], rows[1:1 + len(others)]
+    x_rs = rows[1 + len(others)] if x is not None else 0
+    sx_rs = rows[-1] if sx is not None else 0
+    return x_rs, sx_rs, out_rs, other_rs

@@ -171,6 +171,9 @@ class _Builder:
                 opt(step.sx),
                 opt(step.sw),
                 opt(step.bias),
+                step.post,
+                tuple(self.access(a) for a in step.post_loads),
+                step.post_result,
             )
         if isinstance(step, AttentionKernel):
             # scale, rule and tile sizes shape the code: literals; sizes, offsets and strides are params.

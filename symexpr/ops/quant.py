@@ -201,25 +201,45 @@ class QLinear(Op):
     ``weight_bits`` declares the range of ``wq``: 8 for [-127, 127], 7 for
     [-63, 63] (what the AVX2 kernel multiplies exactly); a constant ``wq``
     outside it is refused when the node is built.
+
+    ``epilogue`` (scaled only) is a :class:`~symexpr.ops.fused.Fused` program
+    applied to that result: its ``("in", 0)`` is the dequantized product and
+    ``("in", i)`` the ``i``-th input after the standard ones (a bias, a residual),
+    broadcast together as a ``Fused`` op would; it must give float32.  The
+    elementwise work after a linear layer (bias, GELU, the residual add) then
+    happens while the kernel's output tile is in cache.
     """
 
-    __props__ = ("weight_bits", "scaled", "has_bias")
+    __props__ = ("weight_bits", "scaled", "has_bias", "epilogue")
 
-    def __init__(self, weight_bits: int = 8, scaled: bool = True, has_bias: bool = False):
+    def __init__(self, weight_bits: int = 8, scaled: bool = True, has_bias: bool = False, epilogue: tuple = ()):
         _check_choice("QLinear", "weight_bits", weight_bits, WEIGHT_BITS)
         if has_bias and not scaled:
             raise ValueError("QLinear: a bias needs the scaled (float32) epilogue")
+        if epilogue and not scaled:
+            raise ValueError("QLinear: an epilogue program needs the scaled (float32) epilogue")
         self.weight_bits = int(weight_bits)
         self.scaled = bool(scaled)
         self.has_bias = bool(has_bias)
+        self.epilogue = tuple(epilogue)
+
+    @property
+    def n_standard(self) -> int:
+        """How many inputs come before the epilogue's extra operands."""
+        return 2 + (2 if self.scaled else 0) + (1 if self.has_bias else 0)
 
     def display_name(self):
         parts = [f"w{self.weight_bits}"] + (["scaled"] if self.scaled else ["int32"]) + (["bias"] if self.has_bias else [])
+        if self.epilogue:
+            parts.append(f"then {short_program_text(self.epilogue)}")
         return f"QLinear{{{', '.join(parts)}}}"
 
     def make_node(self, xq, wq, *rest) -> Apply:
-        want = 2 + (2 if self.scaled else 0) + (1 if self.has_bias else 0)
+        want = self.n_standard
         inputs = [as_tensor(v) for v in (xq, wq, *rest)]
+        extras = inputs[want:] if self.epilogue else []
+        if self.epilogue:
+            inputs = inputs[:want]
         if len(inputs) != want:
             names = ["xq", "wq"] + (["sx", "sw"] if self.scaled else []) + (["bias"] if self.has_bias else [])
             raise TypeError(f"{self.display_name()}: expected inputs ({', '.join(names)}), got {len(inputs)} inputs")
@@ -259,7 +279,13 @@ class QLinear(Op):
                     raise ValueError(
                         f"{self.display_name()}: {name} must be a scalar or ({n},), got {format_shape(v.type.shape)}"
                     )
-            return Apply(self, inputs, [TensorType("float32", lead + (n,))])
+            if not self.epilogue:
+                return Apply(self, inputs, [TensorType("float32", lead + (n,))])
+            dtype = canonical_dtype(_program_dtypes(self.epilogue, ["float32"] + [v.dtype for v in extras])[-1])
+            if dtype != "float32":
+                raise TypeError(f"{self.display_name()}: the epilogue program must give float32, got {dtype}")
+            shape = broadcast_static([lead + (n,)] + [v.type.shape for v in extras], f"{self.display_name()}: the epilogue's operands")
+            return Apply(self, inputs + extras, [TensorType("float32", shape)])
         return Apply(self, inputs, [TensorType("int32", lead + (n,))])
 
     def infer_shape(self, node, input_shapes):
@@ -270,7 +296,10 @@ class QLinear(Op):
             sx = input_shapes[2]
             if len(sx) and tuple(sx) != tuple(xs[:-1]) + (1,):
                 raise ValueError(f"{self.display_name()}: sx of shape {tuple(sx)} does not match xq {tuple(xs)}")
-        return [tuple(xs[:-1]) + (ws[1],)]
+        shape = tuple(xs[:-1]) + (ws[1],)
+        if self.epilogue:
+            shape = tuple(broadcast_concrete([shape] + [tuple(s) for s in input_shapes[self.n_standard:]]))
+        return [shape]
 
     def perform(self, node, inputs):
         xq, wq = inputs[0], inputs[1]
@@ -282,10 +311,17 @@ class QLinear(Op):
             y = acc.astype(np.float32) * sx * sw
             if self.has_bias:
                 y = y + np.asarray(inputs[4], np.float32)
+            if self.epilogue:
+                extras = list(inputs[self.n_standard:])
+                y = np.asarray(run_program(self.epilogue, [y] + extras))
+                y = np.broadcast_to(y, broadcast_concrete([np.shape(y)] + [np.shape(a) for a in extras]))
         return [np.asarray(y, dtype=np.float32)]
 
     def pprint(self, node, args):
-        text = f"qlinear{self.weight_bits}({', '.join(args)})"
+        n = self.n_standard
+        text = f"qlinear{self.weight_bits}({', '.join(args[:n])})"
+        if self.epilogue:
+            text = f"fused[{short_program_text(self.epilogue)}]({', '.join([text] + list(args[n:]))})"
         return text, 100
 
 

@@ -2,7 +2,8 @@
 
 The standard pipeline, in order::
 
-    merge -> canonicalize -> stabilize -> specialize -> fuse_attention -> fuse_elemwise -> fuse_reductions -> cleanup
+    merge -> canonicalize -> stabilize -> specialize -> fuse_attention -> fuse_elemwise -> fuse_reductions
+    -> fuse_qlinear_epilogues -> cleanup
 
 ``function()`` runs ``"fast_run"`` (all of them) by default; ``"fast_compile"``
 runs only ``merge`` and ``cleanup``.  See :func:`resolve_passes` for what
@@ -19,6 +20,7 @@ from symexpr.passes.attention import fuse_attention
 from symexpr.passes.cleanup import constant_folding, merge_constants
 from symexpr.passes.decompose import decompose
 from symexpr.passes.fusion import fuse_elemwise, fuse_reductions
+from symexpr.passes.qlinear_epilogue import fuse_qlinear_epilogues
 from symexpr.passes.registry import (
     PRESETS,
     GraphPass,
@@ -42,6 +44,8 @@ register_pass(GraphPass("fuse_attention", fuse_attention, ("fast_run", "attentio
 register_pass(GraphPass("fuse_elemwise", fuse_elemwise, ("fast_run", "fusion"), 49.0, "fuse elementwise groups into Fused ops"))
 register_pass(GraphPass("fuse_reductions", fuse_reductions, ("fast_run", "fusion"), 49.5,
                         "fuse a reduction with its elementwise producer"))
+register_pass(GraphPass("fuse_qlinear_epilogues", fuse_qlinear_epilogues, ("fast_run", "fusion"), 49.7,
+                        "elementwise work on an int8 linear's result into its kernel's epilogue"))
 register_pass(RewritePass("cleanup", [constant_folding], ("fast_run", "fast_compile", "cleanup"), 100.0,
                           "constant folding after the other passes"))
 register_pass(GraphPass("decompose", decompose, ("decompose",), 200.0, "expand composite ops into primitives"))

@@ -2,8 +2,8 @@
 
 The standard pipeline runs in position order::
 
-    merge (0) -> canonicalize (1) -> stabilize (1.5) -> specialize (2) -> fuse_elemwise (49)
-    -> fuse_reductions (49.5) -> cleanup (100)
+    merge (0) -> canonicalize (1) -> stabilize (1.5) -> specialize (2) -> fuse_attention (45)
+    -> fuse_elemwise (49) -> fuse_reductions (49.5) -> fuse_qlinear_epilogues (49.7) -> cleanup (100)
 
 ``fast_run`` (the default of :func:`symexpr.function`) runs every pass tagged
 ``fast_run``; ``fast_compile`` only the cheap cleanup passes.

@@ -41,6 +41,7 @@ from symexpr.passes.linear_sites import (
     read_only_by_sites,
     sites_by_activation,
 )
+from symexpr.passes.qlinear_epilogue import fuse_qlinear_epilogues
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ class W8A8:
         if changed:
             fuse_elemwise(fgraph)
             fuse_reductions(fgraph)
+            fuse_qlinear_epilogues(fgraph)
 
     def _quantize_group(self, fgraph, group, notes) -> None:
         scheme = self.scheme

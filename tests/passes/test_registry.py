@@ -26,7 +26,7 @@ from symexpr.passes import (
 from symexpr.rewriting import Pat, Rule, RuleSet
 
 X = Pat.var("x")
-FAST_RUN = ["merge", "canonicalize", "stabilize", "specialize", "fuse_attention", "fuse_elemwise", "fuse_reductions", "cleanup"]
+FAST_RUN = ["merge", "canonicalize", "stabilize", "specialize", "fuse_attention", "fuse_elemwise", "fuse_reductions", "fuse_qlinear_epilogues", "cleanup"]
 
 
 def names(passes):
@@ -91,16 +91,16 @@ def test_a_pass_name():
 
 
 def test_a_tag_selects_every_pass_carrying_it_in_position_order():
-    assert names("fusion") == ["fuse_elemwise", "fuse_reductions"]
+    assert names("fusion") == ["fuse_elemwise", "fuse_reductions", "fuse_qlinear_epilogues"]
 
 
 def test_a_list_runs_in_list_order_and_each_pass_once():
     assert names(["specialize", "canonicalize"]) == ["specialize", "canonicalize"]
     assert names(["canonicalize", "fast_run"]) == ["canonicalize", "merge", "stabilize", "specialize",
-                                                    "fuse_attention", "fuse_elemwise", "fuse_reductions", "cleanup"]
+                                                    "fuse_attention", "fuse_elemwise", "fuse_reductions", "fuse_qlinear_epilogues", "cleanup"]
     assert names(["fast_run", "decompose"]) == FAST_RUN + ["decompose"]
     assert names(["cleanup", "cleanup"]) == ["cleanup"]
-    assert names(("merge", "fusion")) == ["merge", "fuse_elemwise", "fuse_reductions"]
+    assert names(("merge", "fusion")) == ["merge", "fuse_elemwise", "fuse_reductions", "fuse_qlinear_epilogues"]
 
 
 # -- exclusions --------------------------------------------------------------------------------
@@ -119,11 +119,11 @@ def test_excluding_a_tag_removes_every_pass_carrying_it():
     without_fusion = ["merge", "canonicalize", "stabilize", "specialize", "fuse_attention", "cleanup"]
     assert names(["fast_run", "-fusion"]) == without_fusion
     assert names("-fusion") == without_fusion
-    assert names(["-fast_compile"]) == ["canonicalize", "stabilize", "specialize", "fuse_attention", "fuse_elemwise", "fuse_reductions"]
+    assert names(["-fast_compile"]) == ["canonicalize", "stabilize", "specialize", "fuse_attention", "fuse_elemwise", "fuse_reductions", "fuse_qlinear_epilogues"]
 
 
 def test_exclusions_only_start_from_fast_run():
-    assert names(["-fusion"]) == [n for n in FAST_RUN if n not in ("fuse_elemwise", "fuse_reductions")]
+    assert names(["-fusion"]) == [n for n in FAST_RUN if n not in ("fuse_elemwise", "fuse_reductions", "fuse_qlinear_epilogues")]
     assert names(["-fusion", "-merge"]) == ["canonicalize", "stabilize", "specialize", "fuse_attention", "cleanup"]
     assert names(["-attention"]) == [n for n in FAST_RUN if n != "fuse_attention"]
 
@@ -305,7 +305,7 @@ def test_register_pass_tagged_fast_run_joins_the_default_pipeline_at_its_positio
     seen = []
     register_pass(lambda fg: seen.append(fg), "test_between", tags=("fast_run",), position=1.8)
     assert names(None) == ["merge", "canonicalize", "stabilize", "test_between", "specialize",
-                           "fuse_attention", "fuse_elemwise", "fuse_reductions", "cleanup"]
+                           "fuse_attention", "fuse_elemwise", "fuse_reductions", "fuse_qlinear_epilogues", "cleanup"]
     x = se.vector("x")
     se.function([x], se.exp(x))
     assert len(seen) == 1

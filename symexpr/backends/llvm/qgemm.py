@@ -68,6 +68,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from llvmlite import ir
 
 from symexpr.backends.llvm.irloop import CountedLoop
@@ -76,6 +77,7 @@ from symexpr.backends.llvm.irloop import const as _c
 from symexpr.backends.llvm.irloop import declare as _declare
 from symexpr.backends.llvm.irloop import imin as _min
 from symexpr.backends.llvm.irloop import splat as _broadcast
+from symexpr.backends.llvm import scalar_ops as so
 from symexpr.backends.llvm.scalar_ops import F32, I8, I16, I32, I64
 from symexpr.kernel.int8_pack import ACTIVATION_SHIFT, N_ALIGN, PANEL
 
@@ -319,6 +321,10 @@ class _Emitter:
             self.sw = b.gep(ptr(kernel.sw, F32), [self.num(kernel.sw.offset)])
             if kernel.bias is not None:
                 self.bias = b.gep(ptr(kernel.bias, F32), [self.num(kernel.bias.offset)])
+        # the post program's operands: typed pointers at their offsets
+        self.post_dtypes = [gen.plan.buffers[a.buffer].dtype for a in kernel.post_loads]
+        self.post_ptrs = [b.gep(ptr(a, so.memory_type(dt)), [self.num(a.offset)])
+                          for a, dt in zip(kernel.post_loads, self.post_dtypes)]
         self.x_rs = self.num(kernel.x.strides[0])
         self.out_rs = self.num(kernel.out.strides[0])
         # stack buffers: the packed activation tile and the accumulator tile (zeroed once: always defined)
@@ -480,7 +486,29 @@ class _Emitter:
                     y = b.fmul(y, self._column(self.sw, kernel.sw, col))
                     if self.bias is not None:
                         y = b.fadd(y, self._column(self.bias, kernel.bias, col))
+                    if kernel.post:
+                        y = self._post(y, row, col)
                     b.store(y, b.gep(out_row, [j]), align=4)
+
+    def _post(self, y, row, col):
+        """The kernel's ``post`` program on the value ``y`` of element ``(row, col)``."""
+        b, kernel = self.b, self.k
+        values = {("load", 0): (y, "float32")}
+        for k, (access, base) in enumerate(zip(kernel.post_loads, self.post_ptrs), 1):
+            dtype = self.post_dtypes[k - 1]
+            index = b.add(b.mul(row, self.num(access.strides[0])), b.mul(col, self.num(access.strides[1])))
+            raw = b.load(b.gep(base, [index]), align=np.dtype(dtype).itemsize)
+            values[("load", k)] = (so.from_memory(b, raw, dtype), dtype)
+
+        def ref(r):
+            if r[0] == "const":
+                return so.constant(r[1], r[2]), r[2]
+            return values[r]
+
+        for j, ins in enumerate(kernel.post):
+            args = [ref(a) for a in ins.args]
+            values[("tmp", j)] = (so.emit_scalar(b, ins.op, [a for a, _ in args], [d for _, d in args], ins.dtype), ins.dtype)
+        return ref(kernel.post_result)[0]
 
     def _column(self, base, access, col):
         b = self.b

@@ -88,8 +88,22 @@ def _attention_graph(dtype):
     return [q, q1, k, v, m], outs
 
 
+def _qlinear_graph(dtype):
+    """An int8 linear whose epilogue program (bias, GELU, a residual) runs in the kernel."""
+    from symexpr.ops import quant as Q
+
+    rng = np.random.default_rng(0)
+    xq, sx = se.tensor("xq", "int8", (5, 40)), se.tensor("sx", dtype, (5, 1))
+    r = se.tensor("r", dtype, (5, 24))
+    y = Q.qlinear(xq, rng.integers(-63, 64, (40, 24)).astype(np.int8), sx, rng.uniform(0.01, 0.1, 24).astype(dtype),
+                  weight_bits=7)
+    return [xq, sx, r], [se.gelu(y + rng.standard_normal(24).astype(dtype)) * r]
+
+
 GRAPHS = {f"scalar-{d}": (_scalar_graph, d) for d in ALL_DTYPES}
 GRAPHS["attention-float32"] = (_attention_graph, "float32")
+GRAPHS["attention-float16"] = (_attention_graph, "float16")
+GRAPHS["qlinear-epilogue"] = (_qlinear_graph, "float32")
 GRAPHS.update({f"reduce-{d}": (_reduction_graph, d) for d in ALL_DTYPES})
 GRAPHS.update({f"nn-{d}": (_nn_graph, d) for d in FLOAT_DTYPES})
 
