@@ -79,4 +79,4 @@ def fuse_qlinear_epilogues(fgraph: FunctionGraph) -> None:
                 replacements[consumer.outputs[0]] = replacement
         if not replacements:
             return
-        fgraph.replace_all(replacements, reason="int8 linear epilogue", pass_name="fuse_qlinear_epilogues")
+        fgraph.replace_all(replacements, reason="qlinear_epilogue", pass_name="fuse_qlinear_epilogues")
