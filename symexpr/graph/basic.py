@@ -196,8 +196,9 @@ class Apply:
 
     def __new__(cls, op: "Op", inputs, output_types):
         inputs = tuple(inputs)
-        for i, var in enumerate(inputs):
+        for var in inputs:
             if not isinstance(var, Variable):
+                i = next(i for i, v in enumerate(inputs) if v is var)
                 raise TypeError(f"{op}: input {i} must be a Variable, got {type(var).__name__}")
         key = (op, tuple(map(id, inputs)))
         with _intern_lock:
@@ -207,9 +208,7 @@ class Apply:
             self = object.__new__(cls)
             object.__setattr__(self, "op", op)
             object.__setattr__(self, "inputs", inputs)
-            object.__setattr__(
-                self, "outputs", tuple(Variable(t, self, i) for i, t in enumerate(output_types))
-            )
+            object.__setattr__(self, "outputs", tuple([Variable(t, self, i) for i, t in enumerate(output_types)]))
             cls._interned[key] = self
         return self
 
@@ -259,12 +258,13 @@ class Op(metaclass=_OpMeta):
     __props__: tuple = ()
     #: Whether the constant-folding pass may evaluate this op.
     do_constant_folding = True
+    _frozen = False  # set on each instance once its constructor returns
 
     def props(self) -> tuple:
-        return tuple(getattr(self, p) for p in self.__props__)
+        return tuple([getattr(self, p) for p in self.__props__])
 
     def __setattr__(self, name, value):
-        if getattr(self, "_frozen", False):
+        if self._frozen:
             raise AttributeError(f"{type(self).__name__} is immutable")
         object.__setattr__(self, name, value)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from symexpr.dtypes import canonical_dtype
+from symexpr.dtypes import SUPPORTED_DTYPES, canonical_dtype
+
+_NP_DTYPES = {name: np.dtype(name) for name in SUPPORTED_DTYPES}
 
 
 def format_shape(shape) -> str:
@@ -17,6 +19,12 @@ def format_shape(shape) -> str:
 
 def normalize_shape(shape, what: str = "shape") -> tuple:
     """Validate a static shape: a tuple of non-negative ints or ``None``."""
+    if shape.__class__ is tuple:
+        for d in shape:
+            if d is not None and (d.__class__ is not int or d < 0):
+                break
+        else:
+            return shape  # already normalised (the common case: a type built from other types)
     if shape is None:
         raise TypeError(f"{what}: expected a tuple of ints or None, got None")
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
@@ -55,7 +63,7 @@ class TensorType:
         object.__setattr__(self, "dtype", canonical_dtype(dtype))
         object.__setattr__(self, "shape", normalize_shape(shape))
         object.__setattr__(self, "_hash", hash((TensorType, self.dtype, self.shape)))
-        object.__setattr__(self, "_np_dtype", np.dtype(self.dtype))
+        object.__setattr__(self, "_np_dtype", _NP_DTYPES[self.dtype])
 
     def __setattr__(self, name, value):
         raise AttributeError("TensorType is immutable")

@@ -70,13 +70,21 @@ def weak_dtype(value, strong_dtype: str, ufunc=None, position: int = 1) -> str:
     ``numpy.result_type(strong_dtype, value)``.
     """
     if ufunc is not None and ufunc.nin == 2:
-        operands = [np.dtype(strong_dtype), np.dtype(strong_dtype)]
-        operands[position] = _python_kind(value)
-        try:
-            return canonical_dtype(ufunc.resolve_dtypes((*operands, None))[position])
-        except (TypeError, ValueError):
-            pass  # no loop: make_node reports it
+        dtype = _ufunc_weak_dtype(ufunc, strong_dtype, _python_kind(value), position)
+        if dtype is not None:
+            return dtype
     return weak_scalar_dtype(strong_dtype, value)
+
+
+@lru_cache(maxsize=1024)
+def _ufunc_weak_dtype(ufunc, strong_dtype: str, kind: type, position: int) -> str | None:
+    """The dtype ``ufunc`` resolves for a Python scalar of type ``kind`` next to ``strong_dtype``; None if no loop."""
+    operands = [np.dtype(strong_dtype), np.dtype(strong_dtype)]
+    operands[position] = kind
+    try:
+        return canonical_dtype(ufunc.resolve_dtypes((*operands, None))[position])
+    except (TypeError, ValueError):
+        return None  # no loop: make_node reports it
 
 
 @lru_cache(maxsize=1024)
@@ -95,6 +103,8 @@ def as_operands(values, what: str, ufunc=None, wrap: bool = False) -> list[Varia
     they all get NumPy's default dtypes.
     """
     values = list(values)
+    if not any(map(is_python_scalar, values)):
+        return [as_tensor(v) for v in values]
     strong = [as_tensor(v) for v in values if not is_python_scalar(v)]
     if not strong:
         return [as_tensor(v) if not is_python_scalar(v) else Constant(np.asarray(v, default_scalar_dtype(v))) for v in values]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from symexpr.dtypes import canonical_dtype, float_result, is_int, is_python_scalar
@@ -17,6 +19,9 @@ def broadcast_static(shapes, what: str) -> tuple:
     A ``None`` next to a known ``k > 1`` becomes ``k``: the only sizes that
     broadcast are 1 and ``k``, and either way the result has ``k``.
     """
+    ranked = [s for s in shapes if len(s)]  # 0-d operands add no dimension
+    if ranked and all(s.__class__ is tuple and s == ranked[0] for s in ranked):  # e.g. x * 2: one shape
+        return tuple(1 if d == 1 else d for d in ranked[0])
     ndim = max((len(s) for s in shapes), default=0)
     result = []
     for axis in range(-ndim, 0):
@@ -40,6 +45,13 @@ def broadcast_concrete(shapes) -> tuple:
     return tuple(np.broadcast_shapes(*shapes))
 
 
+@lru_cache(maxsize=4096)
+def _output_type(scalar_op: ps.ScalarOp, input_types: tuple) -> TensorType:
+    """The type of ``scalar_op`` applied elementwise to operands of ``input_types`` (raises as make_node does)."""
+    shape = broadcast_static([t.shape for t in input_types], scalar_op.name)
+    return TensorType(scalar_op.out_dtype(*[t.dtype for t in input_types]), shape)
+
+
 class Elemwise(Op):
     """A :class:`~symexpr.ops.scalar.ScalarOp` applied element by element, with broadcasting."""
 
@@ -60,9 +72,7 @@ class Elemwise(Op):
         if len(inputs) != op.nin:
             raise TypeError(f"{op.name}: expected {op.nin} operand(s), got {len(inputs)}")
         inputs = [as_tensor(v) for v in inputs]
-        shape = broadcast_static([v.type.shape for v in inputs], op.name)
-        dtype = op.out_dtype(*[v.dtype for v in inputs])
-        return Apply(self, inputs, [TensorType(dtype, shape)])
+        return Apply(self, inputs, [_output_type(op, tuple(v.type for v in inputs))])
 
     def perform(self, node, inputs):
         out = np.asarray(self.scalar_op.impl(*inputs))
@@ -87,9 +97,15 @@ class Elemwise(Op):
         return f"{op.name}({', '.join(list(args) + params)})", 100
 
 
+@lru_cache(maxsize=1024)
+def _elemwise(scalar_op: ps.ScalarOp) -> Elemwise:
+    """``Elemwise(scalar_op)``, one instance per scalar op: node hash-consing then compares ops by identity."""
+    return Elemwise(scalar_op)
+
+
 def _apply(scalar_op: ps.ScalarOp, *operands) -> Variable:
     inputs = as_operands(operands, scalar_op.name, ufunc=getattr(scalar_op, "ufunc", None))
-    return Elemwise(scalar_op)(*inputs)
+    return _elemwise(scalar_op)(*inputs)
 
 
 def _binary(scalar_op: ps.ScalarOp, doc: str):
@@ -107,7 +123,7 @@ def _comparison(scalar_op: ps.ScalarOp, doc: str):
             a, b = as_operands([a, b], scalar_op.name, ufunc=scalar_op.ufunc)
         except OverflowError:
             return _compare_out_of_range(scalar_op, a, b)
-        return Elemwise(scalar_op)(a, b)
+        return _elemwise(scalar_op)(a, b)
 
     fn.__name__ = scalar_op.name
     fn.__doc__ = f"{doc}, elementwise; returns bool."
@@ -129,7 +145,7 @@ def _compare_out_of_range(scalar_op, a, b) -> Variable:
     name = _MIRRORED[scalar_op.name].name if scalar_left else scalar_op.name
     info = np.iinfo(x.dtype)
     op, bound = (_ABOVE_MAX[name], info.max) if value > info.max else (_BELOW_MIN[name], info.min)
-    return Elemwise(op)(x, as_tensor(np.asarray(bound, dtype=x.dtype)))
+    return _elemwise(op)(x, as_tensor(np.asarray(bound, dtype=x.dtype)))
 
 
 def _unary(scalar_op: ps.ScalarOp, doc: str):
@@ -232,7 +248,7 @@ def where(condition, x, y) -> Variable:
     """
     cond = as_tensor(condition)
     x, y = as_operands([x, y], "where", wrap=True)  # NumPy's where casts a Python int unsafely
-    return Elemwise(ps.where)(cond, x, y)
+    return _elemwise(ps.where)(cond, x, y)
 
 
 def cast(x, dtype) -> Variable:
@@ -241,7 +257,7 @@ def cast(x, dtype) -> Variable:
     dtype = canonical_dtype(dtype, "cast: dtype")
     if x.dtype == dtype:
         return x
-    return Elemwise(ps.Cast(dtype))(x)
+    return _elemwise(ps.Cast(dtype))(x)
 
 
 # -- decompositions of the composite scalar ops into primitives -----------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from symexpr.dtypes import canonical_dtype
@@ -49,6 +51,27 @@ def _check_nonempty(kind, x, axes):
         raise ValueError(f"{kind}: cannot reduce {format_shape(x.type.shape)} over an empty axis (no identity)")
 
 
+def _numpy_reduce(x, kind: str, axis: tuple, keepdims: bool, initial):
+    kwargs = {} if initial is None else {"initial": initial}
+    return getattr(np, kind)(x, axis=axis, keepdims=keepdims, **kwargs)
+
+
+@functools.lru_cache(maxsize=1024)
+def _reduce_dtype(kind: str, axis: tuple, keepdims: bool, initial, ndim: int, dtype: str) -> str:
+    """The dtype of ``numpy.<kind>`` over an array of rank ``ndim`` and ``dtype`` (probed once per combination)."""
+    with np.errstate(all="ignore"):
+        probe = _numpy_reduce(np.ones((1,) * ndim, dtype=dtype), kind, axis, keepdims, initial)
+    return canonical_dtype(np.asarray(probe).dtype)
+
+
+@functools.lru_cache(maxsize=1024)
+def _var_dtype(axis: tuple, ndim: int, dtype: str) -> str:
+    """The dtype of ``numpy.var`` over ``axis`` of an array of rank ``ndim`` and ``dtype`` (probed once per combination)."""
+    with np.errstate(all="ignore"):
+        probe = np.var(np.ones((1,) * ndim, dtype=dtype), axis=axis)
+    return canonical_dtype(np.asarray(probe).dtype)
+
+
 class Reduce(Op):
     """``numpy.<kind>(x, axis, keepdims=...)`` for kind in sum, prod, max, min, mean.
 
@@ -76,17 +99,14 @@ class Reduce(Op):
         return f"{self.kind.capitalize()}{{axis={self.axis}{self._extra()}}}"
 
     def _fn(self, x):
-        kwargs = {} if self.initial is None else {"initial": self.initial}
-        return getattr(np, self.kind)(x, axis=self.axis, keepdims=self.keepdims, **kwargs)
+        return _numpy_reduce(x, self.kind, self.axis, self.keepdims, self.initial)
 
     def make_node(self, x) -> Apply:
         x = as_tensor(x)
         check_axes(self.axis, x.ndim, self.kind)
         if self.initial is None:
             _check_nonempty(self.kind, x, self.axis)
-        with np.errstate(all="ignore"):
-            probe = self._fn(np.ones((1,) * x.ndim, dtype=x.dtype))
-        dtype = canonical_dtype(np.asarray(probe).dtype)
+        dtype = _reduce_dtype(self.kind, self.axis, self.keepdims, self.initial, x.ndim, x.dtype)
         return Apply(self, [x], [TensorType(dtype, reduced_shape(x.type.shape, self.axis, self.keepdims))])
 
     def perform(self, node, inputs):
@@ -112,9 +132,7 @@ class Var(Op):
     def make_node(self, x) -> Apply:
         x = as_tensor(x)
         check_axes(self.axis, x.ndim, "var")
-        with np.errstate(all="ignore"):
-            probe = np.var(np.ones((1,) * x.ndim, dtype=x.dtype), axis=self.axis)
-        dtype = canonical_dtype(np.asarray(probe).dtype)
+        dtype = _var_dtype(self.axis, x.ndim, x.dtype)
         return Apply(self, [x], [TensorType(dtype, reduced_shape(x.type.shape, self.axis, self.keepdims))])
 
     def perform(self, node, inputs):

@@ -144,16 +144,20 @@ def fuse_elemwise(fgraph: FunctionGraph) -> None:
 
 
 def _rebuild(fgraph, order, groups, pass_name, rule, make):
-    """Rebuild the graph in dependency order, replacing each group root by ``make(root, group)``."""
+    """Rebuild the graph in dependency order, replacing each group root by ``make(root, group)``.
+
+    The other members of a group are not rebuilt: only their group uses them.
+    """
     memo: dict[int, Variable] = {}
     roots = set(groups)
+    absorbed = {id(n) for group in groups.values() for n in group} - roots
     for node in order:
         if id(node) in roots:
             op, inputs = make(node, groups[id(node)])
             new = op(*[memo.get(id(v), v) for v in inputs])
             fgraph.history.append(RewriteRecord(pass_name, rule, node.outputs[0], new))
             memo[id(node.outputs[0])] = new
-        else:
+        elif id(node) not in absorbed:
             inputs = [memo.get(id(v), v) for v in node.inputs]
             if any(a is not b for a, b in zip(inputs, node.inputs)):
                 for old, new in zip(node.outputs, node.op.make_node(*inputs).outputs):

@@ -16,7 +16,8 @@ from symexpr.graph.basic import Constant, Variable
 from symexpr.graph.fgraph import FunctionGraph, RewriteRecord
 from symexpr.graph.text import infix_text
 from symexpr.graph.traversal import graph_inputs
-from symexpr.rewriting.pattern import Pat, dispatch_keys, pattern_keys
+from symexpr.ops.elemwise import Elemwise
+from symexpr.rewriting.pattern import Pat, dispatch_keys, pattern_keys, root_may_match
 
 
 class RewriteLoopError(RuntimeError):
@@ -71,7 +72,13 @@ class Rule:
             If the builder returns something other than a Variable or ``None``, or
             a Variable of another type than ``var``.
         """
-        matches = self.pattern.matches(var, {})
+        pattern = self.pattern
+        try:
+            if isinstance(pattern, Pat) and not pattern.may_match(var):
+                return None
+        except Exception as exc:
+            raise self._error(var, exc, "its pattern") from exc
+        matches = pattern.matches(var, {})
         while True:
             try:
                 bindings = next(matches, None)
@@ -139,6 +146,7 @@ class RuleSet:
         self.rules: list[Rule] = []
         self._index: dict = {}
         self._any: list[Rule] = []
+        self._candidates: dict = {}
         for r in rules:
             self.add(r)
 
@@ -146,6 +154,7 @@ class RuleSet:
         if any(existing.name == r.name for existing in self.rules):
             raise ValueError(f"RuleSet: a rule named {r.name!r} is already registered")
         self.rules.append(r)
+        self._candidates.clear()
         keys = pattern_keys(r.pattern)
         if keys is None:
             self._any.append(r)
@@ -158,10 +167,33 @@ class RuleSet:
         return RuleSet(r for r in self.rules if r.name not in names)
 
     def for_op(self, op) -> list[Rule]:
+        """The rules indexed under ``op``'s dispatch keys, most specific key first, then those for any op."""
         found = []
         for k in dispatch_keys(op):
             found.extend(self._index.get(k, ()))
         return found + self._any
+
+    def candidates(self, op) -> tuple[Rule, ...]:
+        """The rules the driver tries on a node of ``op``.
+
+        Parameters
+        ----------
+        op : Op
+            The node's op.
+
+        Returns
+        -------
+        tuple of Rule
+            :meth:`for_op` less the rules whose pattern cannot match at its
+            root's op check (see :func:`~symexpr.rewriting.pattern.root_may_match`),
+            in the same order.  Cached by the op's class and, for an Elemwise,
+            its scalar op: all that the index and that check look at.
+        """
+        key = (type(op), op.scalar_op) if isinstance(op, Elemwise) else type(op)
+        found = self._candidates.get(key)
+        if found is None:
+            found = self._candidates[key] = tuple(r for r in self.for_op(op) if root_may_match(r.pattern, op))
+        return found
 
     def __iter__(self):
         return iter(self.rules)
@@ -177,7 +209,9 @@ def rewrite_to_fixpoint(
 
     Each sweep visits every node once in dependency order, rebuilt on its
     already-rewritten inputs, and applies rules to it until none fires.  New
-    nodes a replacement creates are visited by the next sweep.
+    nodes a replacement creates are visited by the next sweep.  A variable on
+    which no rule fired is not tried again by later sweeps: a rule's outcome
+    may depend only on the (immutable) subgraph it is applied to.
 
     Raises
     ------
@@ -188,21 +222,25 @@ def rewrite_to_fixpoint(
     seen_states: dict[tuple, int] = {}
     keepalive = []  # ids in seen_states stay valid while their objects live
     log: list[RewriteRecord] = []
+    settled: set[Variable] = set()  # variables on which every rule was tried and none fired
     for sweep in range(max_sweeps):
-        memo: dict[int, Variable] = {}
+        memo: dict[int, Variable] = {}  # id(variable of the graph) -> its replacement, for those replaced
         fired: list[RewriteRecord] = []
         for node in fgraph.toposort():
-            inputs = [memo.get(id(v), v) for v in node.inputs]
-            if any(a is not b for a, b in zip(inputs, node.inputs)):
-                rebuilt = node.op.make_node(*inputs)
+            node_inputs = node.inputs
+            if memo and not memo.keys().isdisjoint(map(id, node_inputs)):
+                outputs = node.op.make_node(*[memo.get(id(v), v) for v in node_inputs]).outputs
+                for old, new in zip(node.outputs, outputs):
+                    memo[id(old)] = new
             else:
-                rebuilt = node
-            for old, new in zip(node.outputs, rebuilt.outputs):
-                memo[id(old)] = new
-            if len(rebuilt.outputs) != 1:
+                outputs = node.outputs
+            if len(outputs) != 1 or outputs[0] in settled:
                 continue
-            var = _rewrite_node(rebuilt.outputs[0], rules, pass_name, fired, max_local)
-            memo[id(node.outputs[0])] = var
+            var = _rewrite_node(outputs[0], rules, pass_name, fired, max_local, settled)
+            if var is not node.outputs[0]:
+                memo[id(node.outputs[0])] = var
+            else:  # rewritten back to the graph's own variable
+                memo.pop(id(var), None)
         if not fired:
             break
         new_outputs = [memo.get(id(v), v) for v in fgraph.outputs]
@@ -234,12 +272,13 @@ def _check_sources(fgraph, outputs, fired, pass_name):
             )
 
 
-def _rewrite_node(var: Variable, rules: RuleSet, pass_name: str, fired: list, max_local: int) -> Variable:
+def _rewrite_node(var: Variable, rules: RuleSet, pass_name: str, fired: list, max_local: int, settled: set) -> Variable:
+    """``var`` rewritten until no rule fires (added to ``settled``), each change appended to ``fired``."""
     trail = [var]
     for _ in range(max_local):
-        if var.owner is None:
+        if var.owner is None or var in settled:
             return var
-        for r in rules.for_op(var.owner.op):
+        for r in rules.candidates(var.owner.op):
             try:
                 new = r.apply(var)
             except RewriteError as exc:
@@ -248,6 +287,7 @@ def _rewrite_node(var: Variable, rules: RuleSet, pass_name: str, fired: list, ma
             if new is not None:
                 break
         else:
+            settled.add(var)
             return var
         fired.append(RewriteRecord(pass_name, r.name, var, new))
         if any(new is t for t in trail):

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from symexpr.dtypes import SUPPORTED_DTYPES
 from symexpr.graph.basic import Constant, Op, Variable
 from symexpr.ops.elemwise import Elemwise
 from symexpr.ops.scalar import ScalarOp
@@ -39,7 +40,7 @@ class Pat:
         Try both input orders (default: the scalar op's own ``commutative`` flag).
     """
 
-    __slots__ = ("op", "inputs", "name", "dtype", "where", "commutative", "_const_value")
+    __slots__ = ("op", "inputs", "name", "dtype", "where", "commutative", "_const_value", "_scan")
 
     def __init__(self, op=None, inputs=None, name=None, dtype=None, where=None, commutative=None):
         self.op = op
@@ -49,6 +50,16 @@ class Pat:
         self.where = where
         self.commutative = commutative
         self._const_value = None
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name != "_scan":  # the scanner follows the fields: built again on its next use
+            object.__setattr__(self, "_scan", self._build_scan)
+
+    def _build_scan(self, var: Variable) -> int:
+        scan = _scanner(self)
+        object.__setattr__(self, "_scan", scan)
+        return scan(var)
 
     def __repr__(self):
         if self.op is None:
@@ -89,24 +100,26 @@ class Pat:
         if self.name is not None and self.name in bound:
             if bound[self.name] is not var:
                 return
-        if self.dtype is not None and var.dtype not in self.dtype and np.dtype(var.dtype).kind not in self.dtype:
+        if self.dtype is not None and not _dtype_allowed(var.type.dtype, self.dtype):
             return
-        if self.op == "any_of":
+        op = self.op
+        special = op if op.__class__ is str else None  # "any_of", "const" (never an op's __eq__)
+        if special == "any_of":
             if self.name is not None:
                 bound = {**bound, self.name: var}
             for alt in self.inputs:
                 yield from alt.matches(var, bound)
             return
-        if self.op == "const":
+        if special == "const":
             if not isinstance(var, Constant) or (self._const_value is not None and not _all_equal(var, self._const_value)):
                 return
-        elif self.op is not None and (var.owner is None or not _op_matches(self.op, var.owner.op)):
+        elif op is not None and (var.owner is None or not _op_matches(op, var.owner.op)):
             return
         if self.where is not None and not self.where(var):
             return
         if self.name is not None:
             bound = {**bound, self.name: var}
-        if self.inputs is None or self.op in (None, "const"):
+        if self.inputs is None or op is None or special == "const":
             yield bound
             return
         inputs = var.owner.inputs
@@ -117,6 +130,26 @@ class Pat:
             orders.append((1, 0))
         for order in orders:
             yield from _match_all(self.inputs, [inputs[i] for i in order], bound)
+
+    def may_match(self, var: Variable) -> bool:
+        """Whether :meth:`matches` might find a match for ``var`` (a quick test before running it).
+
+        Parameters
+        ----------
+        var : Variable
+            The variable to match.
+
+        Returns
+        -------
+        bool
+            False only when :meth:`matches` would yield nothing without calling
+            a ``where`` predicate: the op, dtype, arity and constant checks that
+            come before any predicate, in the order :meth:`matches` makes them,
+            fail for every alternative and input order (bindings are not
+            compared).  Skipping a pattern it rejects therefore changes nothing,
+            not even which predicates run.
+        """
+        return self._scan(var) != _FAIL
 
     def _commutative(self, op: Op) -> bool:
         if self.commutative is not None:
@@ -133,6 +166,112 @@ class Pat:
         return self.op if isinstance(self.op, tuple) else (self.op,)
 
 
+#: Results of a pattern's scanner (``Pat._scan``), ordered so that ``|`` combines alternatives:
+#: no match and no ``where`` called; maybe a match, no ``where`` called; a ``where`` may be called.
+_FAIL, _PASS, _STOP = 0, 1, 3
+
+
+def _scanner(pat: Pat):
+    """``pat._scan``: a function ``var -> _FAIL | _PASS | _STOP`` for :meth:`Pat.may_match`.
+
+    It makes the checks :meth:`Pat.matches` makes before any ``where``, in the
+    same order, over every input order and alternative the matcher could try;
+    bindings are not compared.
+    """
+    if type(pat).matches is not Pat.matches:
+        return lambda var: _STOP  # a subclass matching its own way: always run it
+    dtypes, op, where, pats = pat.dtype, pat.op, pat.where, pat.inputs
+    tail = _PASS if where is None else _STOP
+
+    def dtype_ok(var) -> bool:
+        return dtypes is None or _dtype_allowed(var.type.dtype, dtypes)
+
+    if op is None:
+        return (lambda var: tail) if dtypes is None else (lambda var: tail if dtype_ok(var) else _FAIL)
+    if op.__class__ is str and op == "any_of":
+
+        def scan_any(var):
+            if not dtype_ok(var):
+                return _FAIL
+            result = _FAIL
+            for alt in pats:
+                found = alt._scan(var)
+                if found == _STOP:
+                    return _STOP
+                result |= found
+            return result
+
+        return scan_any
+    if op.__class__ is str and op == "const":
+        value = pat._const_value
+        check_value = isinstance(value, (int, float, np.number))  # _all_equal cannot raise on these
+
+        def scan_const(var):
+            if not dtype_ok(var) or not isinstance(var, Constant) or (check_value and not _all_equal(var, value)):
+                return _FAIL
+            return tail
+
+        return scan_const
+    op_ok = _op_test(op)
+    commutative = pat.commutative
+
+    def scan_node(var):
+        if not dtype_ok(var):
+            return _FAIL
+        owner = var.owner
+        if owner is None or not op_ok(owner.op):
+            return _FAIL
+        if where is not None or pats is None:
+            return tail
+        inputs = owner.inputs
+        if len(inputs) != len(pats):
+            return _FAIL
+        result = _scan_all(pats, inputs)
+        if result == _STOP or len(inputs) != 2:
+            return result
+        node_op = owner.op
+        if not (commutative if commutative is not None else isinstance(node_op, Elemwise) and node_op.scalar_op.commutative):
+            return result
+        return result | _scan_all(pats, inputs[::-1])
+
+    return scan_node
+
+
+def _op_test(want):
+    """``_op_matches(want, op)`` as a function of ``op``, quicker for a scalar op or a tuple of them."""
+    if isinstance(want, ScalarOp):
+
+        def is_want(op):
+            if not isinstance(op, Elemwise):
+                return False
+            scalar_op = op.scalar_op
+            return scalar_op is want or scalar_op == want
+
+        return is_want
+    if isinstance(want, tuple) and want and all(isinstance(w, ScalarOp) for w in want):
+        wants = frozenset(want)
+        return lambda op: isinstance(op, Elemwise) and op.scalar_op in wants
+    return lambda op: _op_matches(want, op)
+
+
+def _scan_all(pats, inputs) -> int:
+    """The scanners of a node's input patterns, left to right as ``_match_all`` tries them."""
+    for pat, var in zip(pats, inputs):
+        found = pat._scan(var)
+        if found != _PASS:
+            return found
+    return _PASS
+
+
+#: NumPy's ``dtype.kind`` of each supported dtype, by name.
+_KINDS = {name: np.dtype(name).kind for name in SUPPORTED_DTYPES}
+
+
+def _dtype_allowed(dtype: str, allowed: set) -> bool:
+    """``dtype`` or its kind is in ``allowed`` (a pattern's ``dtype``)."""
+    return dtype in allowed or (_KINDS.get(dtype) or np.dtype(dtype).kind) in allowed
+
+
 def _match_all(pats, inputs, bound) -> Iterator[dict]:
     if not pats:
         yield bound
@@ -142,10 +281,10 @@ def _match_all(pats, inputs, bound) -> Iterator[dict]:
 
 
 def _op_matches(want, op: Op) -> bool:
+    if isinstance(want, ScalarOp):
+        return isinstance(op, Elemwise) and (op.scalar_op is want or op.scalar_op == want)
     if isinstance(want, tuple):
         return any(_op_matches(w, op) for w in want)
-    if isinstance(want, ScalarOp):
-        return isinstance(op, Elemwise) and op.scalar_op == want
     if isinstance(want, type) and issubclass(want, ScalarOp):
         return isinstance(op, Elemwise) and isinstance(op.scalar_op, want)
     if isinstance(want, type):
@@ -204,3 +343,40 @@ def pattern_keys(pat: Pat) -> list | None:
             return None
     return keys
 
+
+def root_may_match(pat: Pat, op: Op) -> bool:
+    """Whether the output of a node of ``op`` may pass ``pat``'s check of the op at its root.
+
+    Parameters
+    ----------
+    pat : Pat
+        A rule's pattern.
+    op : Op
+        The op of the node whose output would be matched.
+
+    Returns
+    -------
+    bool
+        False when no such output can match: the root wants another op, or a
+        constant.  Judged from ``op``'s class and, for an Elemwise, its scalar
+        op only (a root that is an Op instance, compared by its parameters, may
+        match), so the answer holds for every op that shares those.
+    """
+    if not isinstance(pat, Pat) or type(pat).matches is not Pat.matches:
+        return True
+    want = pat.op
+    if want is None:
+        return True
+    if isinstance(want, str):
+        if want == "any_of":
+            return any(root_may_match(alt, op) for alt in pat.inputs)
+        return False  # "const": a constant is computed by no node
+    return _class_may_match(want, op)
+
+
+def _class_may_match(want, op: Op) -> bool:
+    if isinstance(want, tuple):
+        return any(_class_may_match(w, op) for w in want)
+    if isinstance(want, (ScalarOp, type)):
+        return _op_matches(want, op)
+    return True

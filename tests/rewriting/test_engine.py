@@ -329,6 +329,33 @@ def test_ruleset_without():
     assert _names(rs.without(set())) == ["a", "b", "c"]
 
 
+def test_candidates_are_for_op_less_rules_whose_root_cannot_match():
+    any_cast = Rule("any_cast", Pat(ps.Cast, [X]), _returns(None))
+    by_exp = Rule("by_exp", Pat(ps.exp, [X]), _returns(None))
+    by_tuple = Rule("exp_or_mul", Pat((ps.mul, ps.exp), [X]), _returns(None))
+    either = Rule("either", Pat.any_of(Pat(ps.sin, [X]), Pat(ps.Cast, [X])), _returns(None))
+    inst = Rule("inst", Pat(Twin(3), [X]), _returns(None))
+    const = Rule("const", Pat.const("c"), _returns(None))
+    by_any = Rule("any", Pat.var("v"), _returns(None))
+    rs = RuleSet([any_cast, by_exp, by_tuple, either, inst, const, by_any])
+    x = se.vector("x")
+    assert _names(rs.candidates(se.exp(x).owner.op)) == ["by_exp", "exp_or_mul", "any"]
+    assert _names(rs.candidates(se.cast(x, "float64").owner.op)) == ["any_cast", "either", "any"]
+    assert set(_names(rs.candidates(se.sin(x).owner.op))) == {"either", "any"}
+    assert _names(rs.candidates(Twin()(x).owner.op)) == ["inst", "any"]  # compared by its parameters: kept
+    for var in (se.exp(x), se.cast(x, "int8"), se.sin(x), Twin()(x), x.sum()):
+        offered = rs.for_op(var.owner.op)
+        assert [r for r in offered if r in rs.candidates(var.owner.op)] == list(rs.candidates(var.owner.op))
+
+
+def test_candidates_follow_rules_added_later():
+    rs = RuleSet([Rule("a", Pat(ps.exp, [X]), _returns(None))])
+    op = se.exp(se.vector("x")).owner.op
+    assert _names(rs.candidates(op)) == ["a"]
+    rs.add(Rule("b", Pat(ps.exp, [X]), _returns(None)))
+    assert _names(rs.candidates(op)) == ["a", "b"]
+
+
 # -- rewrite_to_fixpoint ------------------------------------------------------------------
 
 
@@ -404,6 +431,30 @@ def test_rewritten_graph_computes_what_the_rules_say():
     rewrite_to_fixpoint(fg, rules)
     a = np.linspace(-2, 2, 7).astype("float32")
     np.testing.assert_array_equal(evaluate(fg, a)[0], np.sin(a) * np.float32(2))
+
+
+def test_a_node_no_rule_fired_on_is_not_tried_again_in_later_sweeps():
+    """Rules depend only on the subgraph they are applied to: a settled node stays settled."""
+    x = se.vector("x")
+    tried = []
+    never = Rule("never", Pat(ps.cos, [Pat.var("x", where=lambda v: tried.append(v) or False)]), _returns(None))
+    a = Rule("sin_to_exp_tanh", Pat(ps.sin, [X]), lambda x, **_: se.exp(se.tanh(x)))
+    b = Rule("tanh_to_sigmoid", Pat(ps.tanh, [X]), lambda x, **_: se.sigmoid(x))
+    fg = FunctionGraph([x], [se.sin(x) * se.cos(x)])
+    assert rewrite_to_fixpoint(fg, RuleSet([never, a, b])) == 2  # two sweeps with changes, and a last one
+    assert fg.outputs[0] is se.exp(se.sigmoid(x)) * se.cos(x)
+    assert tried == [x]
+
+
+def test_a_node_rewritten_back_to_itself_keeps_the_graphs_own_variable():
+    """The inner rewrite rebuilds exp(sin(x)) as exp(cos(x)), which a rule turns back into exp(sin(x))."""
+    x = se.vector("x")
+    there = Rule("sin_to_cos", Pat(ps.sin, [X]), lambda x, **_: se.cos(x))
+    back = Rule("exp_cos_back", Pat(ps.exp, [Pat(ps.cos, [X])]), lambda x, **_: se.exp(se.sin(x)))
+    fg = FunctionGraph([x], [se.exp(se.sin(x)) * 2.0])
+    with pytest.raises(RewriteLoopError, match="exp_cos_back, sin_to_cos undo each other: the graph came back"):
+        rewrite_to_fixpoint(fg, RuleSet([there, back]), pass_name="p")
+    assert fg.outputs[0] is se.exp(se.sin(x)) * 2.0
 
 
 # -- the loop guard ---------------------------------------------------------------------

@@ -524,3 +524,94 @@ def test_every_pattern_key_is_among_the_dispatch_keys_of_what_it_matches():
         assert pat.match(var) is not None
         keys = pattern_keys(pat)
         assert set(keys) & set(dispatch_keys(var.owner.op)), (pat, keys)
+
+
+# -- may_match: the quick test before matching -----------------------------------------------
+
+
+def _counting(calls, answer=True):
+    def where(var):
+        calls.append(var)
+        return answer
+
+    return where
+
+
+def test_may_match_is_true_whenever_there_is_a_match():
+    a, b = se.matrix("a"), se.matrix("b")
+    c = se.constant(np.float32(1))
+    cases = [
+        (Pat(ps.add, [X, Pat.const("c", 1)]), a + 1.0),
+        (Pat(ps.add, [X, Pat.const("c", 1)]), 1.0 + a),  # commutative: the other order
+        (Pat(ps.mul, [Pat(ps.exp, [X]), Y], dtype="f"), b * se.exp(a)),
+        (Pat.any_of(Pat(ps.sub, [X, Y]), Pat(ps.add, [X, Pat(ps.neg, [Y])])), a + -b),
+        (Pat(ps.Cast, [X]), se.cast(a, "float64")),
+        (Pat((ps.maximum, ps.add), [X, X]), a + a),
+        (Pat(se.Reduce, [X]), a.sum()),
+        (Pat.const("c"), c),
+        (Pat.var(dtype="float32"), a),
+    ]
+    for pat, var in cases:
+        assert pat.match(var) is not None, pat
+        assert pat.may_match(var), pat
+
+
+def test_may_match_rejects_structural_mismatches():
+    a, b = se.matrix("a"), se.matrix("b")
+    cases = [
+        (Pat(ps.add, [X, Pat.const("c", 1)]), a + b),  # no constant in either order
+        (Pat(ps.add, [X, Pat.const("c", 1)]), a + 2.0),  # another value
+        (Pat(ps.add, [X, Pat.const("c", 1)], commutative=False), 1.0 + a),  # the order is fixed
+        (Pat(ps.mul, [Pat(ps.exp, [X]), Y], dtype="float64"), b * se.exp(a)),  # dtype
+        (Pat.any_of(Pat(ps.sub, [X, Y]), Pat(ps.mul, [X, Y])), a + b),
+        (Pat(ps.exp, [X, Y]), se.exp(a)),  # arity
+        (Pat.const("c"), se.exp(a)),
+        (Pat(ps.exp, [X]), a),  # an input: no node
+    ]
+    for pat, var in cases:
+        assert pat.match(var) is None, pat
+        assert not pat.may_match(var), pat
+
+
+def test_may_match_never_skips_a_where_that_matching_would_call():
+    """Rejecting a variable must not hide a where predicate's call (a raising predicate is a reported bug)."""
+    a, b = se.matrix("a"), se.matrix("b")
+    cases = [
+        # The predicate runs on the first input before the second one fails.
+        lambda where: (Pat(ps.add, [Pat.var("x", where=where), Pat.const("c")], commutative=False), a + b),
+        # The first alternative matches structurally, the second one's predicate runs when it is tried.
+        lambda where: (Pat(ps.mul, [Pat.any_of(Pat.var("x", dtype="f"), Pat.var("x", where=where)), Pat.const("c")]), a * b),
+        # A predicate at the root runs before its inputs are looked at.
+        lambda where: (Pat(ps.add, [X, Pat.const("c")], where=where), a + b),
+    ]
+    for make in cases:
+        calls = []
+        pat, var = make(_counting(calls, answer=False))
+        assert pat.may_match(var)
+        assert pat.match(var) is None and calls, "matching calls the predicate"
+    calls = []
+    pat = Pat(ps.add, [Pat.const("c"), Pat.var("x", where=_counting(calls))], commutative=False)
+    assert not pat.may_match(a + b) and pat.match(a + b) is None and calls == []
+
+
+def test_may_match_follows_changes_to_a_pattern():
+    a = se.matrix("a")
+    inner = Pat(ps.sin, [X])
+    pat = Pat(ps.exp, [inner])
+    assert not pat.may_match(se.exp(se.cos(a)))
+    inner.op = ps.cos
+    assert pat.may_match(se.exp(se.cos(a))) and pat.match(se.exp(se.cos(a))) is not None
+    pat.dtype = {"float64"}
+    assert not pat.may_match(se.exp(se.cos(a)))
+
+
+def test_a_subclass_that_matches_its_own_way_is_always_run():
+    class Anything(Pat):
+        __slots__ = ()
+
+        def matches(self, var, bound):
+            yield dict(bound)
+
+    a = se.matrix("a")
+    assert Anything(ps.exp, [X]).may_match(a)
+    assert Pat(ps.add, [X, Anything(ps.exp)]).may_match(a + a)

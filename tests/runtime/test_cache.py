@@ -706,13 +706,90 @@ def test_hash_sources_covers_every_python_file(tmp_path):
     assert backend.hash_sources(pkg) != edited
 
 
-def test_source_hash_is_the_package_hash_computed_once():
+def test_stat_sources_covers_every_python_file_without_reading_old_ones(tmp_path, monkeypatch):
+    import builtins
+    import types
+
+    from symexpr.runtime import keys as backend
+
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "sub" / "b.py").write_text("y = 2\n")
+    later = time.time_ns() + 10 * backend.RECENT_NS  # every file is old by then
+    first = backend.stat_sources(pkg, now_ns=later)
+    assert re.fullmatch(r"[0-9a-f]{64}", first)
+    assert backend.stat_sources(str(pkg), now_ns=later) == first
+    with monkeypatch.context() as m:  # old files are keyed on what the file system records only
+        m.setattr(builtins, "open", lambda *a, **k: pytest.fail("stat_sources read an old file"))
+        assert backend.stat_sources(pkg, now_ns=later) == first
+        m.setattr(backend, "time", types.SimpleNamespace(time_ns=lambda: later))
+        assert backend.stat_sources(pkg) == first
+    # Files that are not Python source, and bytecode caches, do not count.
+    (pkg / "notes.txt").write_text("not code")
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "a.cpython-311.py").write_text("cached")
+    assert backend.stat_sources(pkg, now_ns=later) == first
+    (pkg / "sub" / "b.py").rename(pkg / "sub" / "c.py")  # same file, another module
+    renamed = backend.stat_sources(pkg, now_ns=later)
+    assert renamed != first
+    (pkg / "sub" / "new.py").write_text("")  # a new, empty module
+    assert backend.stat_sources(pkg, now_ns=later) not in (first, renamed)
+
+
+def test_stat_sources_changes_with_each_recorded_field(tmp_path, monkeypatch):
+    """Size, modification time, change time and inode each count (a reinstall keeps size and maybe mtime)."""
+    import types
+
+    from symexpr.runtime import keys as backend
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    base = dict(st_size=6, st_mtime_ns=10**18, st_ctime_ns=10**18, st_ino=42)
+    record = {}
+    monkeypatch.setattr(backend, "os", types.SimpleNamespace(
+        scandir=os.scandir, fspath=os.fspath, stat=lambda p: types.SimpleNamespace(**record)))
+    later = 10**18 + 10 * backend.RECENT_NS
+    record.update(base)
+    hashes = {backend.stat_sources(tmp_path, now_ns=later)}
+    for field in base:
+        record.update(base, **{field: base[field] + 1})
+        hashes.add(backend.stat_sources(tmp_path, now_ns=later))
+    assert len(hashes) == 1 + len(base)
+
+
+def test_stat_sources_reads_recently_changed_files(tmp_path, monkeypatch):
+    """Two same-size edits within one timestamp tick keep size and times: recent files are keyed on their bytes too."""
+    import types
+
+    from symexpr.runtime import keys as backend
+
+    path = tmp_path / "a.py"
+    path.write_text("x = 1\n")
+    record = os.stat(path)
+    # The file system reports the first write's record after the second write, as within one tick.
+    monkeypatch.setattr(backend, "os", types.SimpleNamespace(scandir=os.scandir, fspath=os.fspath, stat=lambda p: record))
+    recent = max(record.st_mtime_ns, record.st_ctime_ns) + backend.RECENT_NS - 1
+    first = backend.stat_sources(tmp_path, now_ns=recent)
+    path.write_text("x = 2\n")
+    assert backend.stat_sources(tmp_path, now_ns=recent) != first
+    old = recent + 1  # the same record, no longer recent: only the record counts
+    before = backend.stat_sources(tmp_path, now_ns=old)
+    path.write_text("x = 1\n")
+    assert backend.stat_sources(tmp_path, now_ns=old) == before
+
+
+def test_source_hash_is_the_package_stat_hash_computed_once(monkeypatch):
+    import types
+
     import symexpr
     from symexpr.runtime import keys as backend
 
     assert not hasattr(backend, "CODEGEN_VERSION"), "replaced by the source hash"
+    now = time.time_ns()
+    monkeypatch.setattr(backend, "time", types.SimpleNamespace(time_ns=lambda: now))  # one clock for both hashes
+    backend.source_hash.cache_clear()
     first = backend.source_hash()
-    assert first == backend.hash_sources(os.path.dirname(symexpr.__file__))
+    assert first == backend.stat_sources(os.path.dirname(symexpr.__file__), now_ns=now)
     hits = backend.source_hash.cache_info().hits
     assert backend.source_hash() == first
     assert backend.source_hash.cache_info().hits == hits + 1
