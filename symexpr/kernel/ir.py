@@ -42,6 +42,7 @@ Operand references inside a program:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -125,8 +126,8 @@ class LoopKernel:
     @property
     def work(self) -> int:
         """Roughly how many scalar iterations the kernel runs (for threading decisions)."""
-        n = int(np.prod(self.outer, dtype=np.int64))
-        return n * sum(int(np.prod(p.inner, dtype=np.int64)) for p in self.phases)
+        n = math.prod(map(int, self.outer))
+        return n * sum(math.prod(map(int, p.inner)) for p in self.phases)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class GemmKernel:
 
     @property
     def work(self) -> int:
-        return int(np.prod(self.batch, dtype=np.int64)) * self.m * self.n * self.k
+        return math.prod(map(int, self.batch)) * self.m * self.n * self.k
 
 
 #: :class:`QGemmKernel` epilogues: the raw int32 accumulator, or ``float32(acc) * sx * sw (+ bias)``.
@@ -273,7 +274,7 @@ class AttentionKernel:
     @property
     def work(self) -> int:
         """Multiply-adds of the dense computation (for threading decisions)."""
-        points = int(np.prod([int(n) for n in self.lead], dtype=np.int64)) if self.lead else 1
+        points = math.prod(int(n) for n in self.lead) if self.lead else 1
         return points * int(self.lq) * int(self.lkv) * (int(self.d) + int(self.dv))
 
     def accesses(self) -> tuple:
@@ -308,7 +309,7 @@ class AttentionMergeKernel:
     @property
     def work(self) -> int:
         """Values read (for threading decisions)."""
-        points = int(np.prod([int(n) for n in self.lead], dtype=np.int64)) if self.lead else 1
+        points = math.prod(int(n) for n in self.lead) if self.lead else 1
         return points * int(self.lq) * (int(self.dv) + 2) * int(self.splits)
 
     def accesses(self) -> tuple:

@@ -16,6 +16,7 @@ the per-call arena (:func:`place_intervals`).
 
 from __future__ import annotations
 
+import math
 import bisect
 
 import numpy as np
@@ -233,13 +234,13 @@ class LoweringContext:
 
     def temp_buffer(self, dtype, shape) -> View:
         """A fresh contiguous temp of ``shape`` that belongs to no variable."""
-        buf = self._add_buffer("temp", -1, dtype, int(np.prod(shape, dtype=np.int64)))
+        buf = self._add_buffer("temp", -1, dtype, math.prod(map(int, shape)))
         return View(buf, 0, shape, contiguous_strides(shape))
 
     def allocate(self, var) -> View:
         """A fresh contiguous buffer for ``var`` (an output buffer when ``var`` is a graph output)."""
         shape = self.shape(var)
-        size = int(np.prod(shape, dtype=np.int64))
+        size = math.prod(map(int, shape))
         if id(var) in self._outputs_wanted and id(var) not in self._output_buffers:
             index = len(self._output_buffers)
             buf = self._add_buffer("output", index, var.dtype, size)
@@ -406,7 +407,7 @@ def _finish_outputs(ctx) -> None:
         if buf is None:
             src = ctx.view(var)
             shape = ctx.shape(var)
-            buf = ctx._add_buffer("output", len(ctx._output_buffers), var.dtype, int(np.prod(shape, dtype=np.int64)))
+            buf = ctx._add_buffer("output", len(ctx._output_buffers), var.dtype, math.prod(map(int, shape)))
             ctx._output_buffers[id(var)] = buf
             ctx.copy(var, src, View(buf, 0, shape, contiguous_strides(shape)))
         outputs.append((buf, ctx.shape(var), var.dtype))

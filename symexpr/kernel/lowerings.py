@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -115,7 +116,7 @@ def _lower_map(ctx, node, program):
     # sees the value: pow with a constant exponent takes NumPy's fast path).
     loaded = [v for v in node.inputs if not _is_scalar_constant(v)]
     views = [ctx.view(v) for v in loaded]
-    invariant = [("load", k) for k, view in enumerate(views) if int(np.prod(view.shape, dtype=np.int64)) == 1]
+    invariant = [("load", k) for k, view in enumerate(views) if math.prod(map(int, view.shape)) == 1]
     builder = ProgramBuilder(lambda ref: loaded[ref[1]].dtype, ctx.supports, invariant)
     operands, n_loads = [], 0
     for v in node.inputs:
@@ -170,7 +171,7 @@ def _lower_reduction(ctx, node, body_inputs, body_program, kind, axes, keepdims,
     views = [ctx.view(v) for v in body_inputs]
     full = tuple(np.broadcast_shapes(*[v.shape for v in views])) if views else ()
     kept, axes = _split_axes(full, axes)
-    n_reduced = int(np.prod([full[a] for a in axes], dtype=np.int64))
+    n_reduced = math.prod(int(full[a]) for a in axes)
     if kind in ("max", "min") and initial is None and n_reduced == 0:
         raise Unsupported("empty max/min")  # NumPy raises; the host step reports it
     body = _loads_builder(ctx, [v.dtype for v in body_inputs])
@@ -230,7 +231,7 @@ def _worth_splitting(kept_shape, n_reduced) -> bool:
     decision depends on sizes only, never on the thread count, so results do
     not change with the number of threads.
     """
-    n_kept = int(np.prod(kept_shape, dtype=np.int64))
+    n_kept = math.prod(map(int, kept_shape))
     return n_reduced >= SPLIT_MIN_REDUCED and 0 < n_kept < SPLIT_CHUNKS
 
 
@@ -256,7 +257,7 @@ def _emit_split_reduction(ctx, node, kept_shape, phase0, final_phase):
     """
     (acc,) = phase0.accumulators
     n_kept = len(kept_shape)
-    k_total = int(np.prod(kept_shape, dtype=np.int64))
+    k_total = math.prod(map(int, kept_shape))
     extents, inner_strides = collapse(tuple(phase0.inner), [a.strides[n_kept:] for a in phase0.loads])
     j = max(range(len(extents)), key=lambda d: (extents[d], -d))
     n_chunks = min(SPLIT_CHUNKS, extents[j])
@@ -372,7 +373,7 @@ class RowPasses:
         self.full = self.x.shape
         self.kept, self.axes = _split_axes(self.full, axes)
         self.inner = tuple(self.full[a] for a in self.axes)
-        self.count = int(np.prod(self.inner, dtype=np.int64))
+        self.count = math.prod(map(int, self.inner))
         self.work = work_dtype
         self.phases = []
 
@@ -754,7 +755,7 @@ def _qlinear(ctx, node):
     extras = node.inputs[op.n_standard:]
     post = _epilogue_program(ctx, op.epilogue, extras) if op.epilogue else None
     out = ctx.allocate(out_var)
-    if int(np.prod(product, dtype=np.int64)) == 0 or int(np.prod(full, dtype=np.int64)) == 0:
+    if math.prod(map(int, product)) == 0 or math.prod(map(int, full)) == 0:
         return
     if not op.epilogue:
         _emit_qgemm(ctx, node, out, lead)
@@ -804,7 +805,7 @@ def _emit_qgemm(ctx, node, out: View, lead, post=None) -> bool:
     op = node.op
     xq, wq = node.inputs[:2]
     k, n = (int(d) for d in wq.data.shape)
-    m = int(np.prod(lead, dtype=np.int64))
+    m = math.prod(map(int, lead))
     product = tuple(lead) + (n,)
     post_strides = [] if post is None else [v.broadcast_strides(product) for v in post[2]]
     if post_strides and _fold_rows(lead, None, None, out, post_strides) is None:
@@ -911,7 +912,7 @@ def _attention(ctx, node):
         out_strides = out.strides[:-1] + (1,)
     else:
         out_strides = out.strides
-    if int(np.prod(ctx.shape(out_var), dtype=np.int64)) == 0:
+    if math.prod(map(int, ctx.shape(out_var))) == 0:
         return
     decode = None
     if op.threshold is not None:
@@ -945,7 +946,7 @@ def _attention(ctx, node):
     # The merge step is always there (it returns at once for one split), so the plan's structure, and
     # the compiled module, are the same for every length.
     nqt = -(-lq // op.block_q)
-    items = int(np.prod(lead, dtype=np.int64)) * nqt
+    items = math.prod(map(int, lead)) * nqt
     splits = key_splits(items, -(-lkv // op.block_k))
     row = dv + 2  # O[0:dv], m, l
     unit = min(op.block_q, lq) * row + 2  # the rows of a (tile, split), then its visited and skipped counts

@@ -55,9 +55,12 @@ class Template:
     params: np.ndarray
 
     def key(self) -> str:
-        """A hash of the structure: equal keys compile to the same code."""
-        text = repr((self.buffers, [_step_key(s) for s in self.steps], self.n_constants))
-        return hashlib.sha256(text.encode()).hexdigest()
+        """A hash of the structure: equal keys compile to the same code (computed once: a template is not changed)."""
+        found = self.__dict__.get("_key")
+        if found is None:
+            text = repr((self.buffers, [_step_key(s) for s in self.steps], self.n_constants))
+            found = self.__dict__["_key"] = hashlib.sha256(text.encode()).hexdigest()
+        return found
 
 
 def _step_key(step):
