@@ -44,6 +44,8 @@ from symexpr.ops.attention import MAX_SPLITS
 ROWS = 4
 #: Vectors per register block (columns: keys in q @ k^T, head dims in P @ v).
 VECTORS = 2
+#: Keys per step of the few-rows (decode) products: independent FMA chains.
+KEYS = 4
 _F64 = ir.DoubleType()
 
 
@@ -488,30 +490,45 @@ class _Emitter(_KernelEmitter):
     def _qk_dots(self, nr, c0, nk, k_rs):
         """``S[r, c] = scale * q[r] . k[c0 + c]`` for ``r < nr``, ``c < nk``: vectors along d, then across lanes.
 
-        The columns past ``nk`` are left as they are (the caller hides them).
+        Keys go :data:`KEYS` at a time, each with its own accumulator (independent
+        FMA chains), then one at a time.  The columns past ``nk`` are left as
+        they are (the caller hides them).
         """
         b = self.b
         q_rs = self.num(self.k.q.strides[-2])
         whole = b.mul(b.sdiv(self.d, const(self.w)), const(self.w))
+        keys = b.mul(b.sdiv(nk, const(KEYS)), const(KEYS))
         scale = ir.Constant(F32, float(self.k.scale))
-        acc = self._vslot("dot.acc")
-        tail = self._entry_slot(self.vslots, "dot.tail", F32)
         with self._loop("dot.r", const(0), nr) as r:
             q_row = b.gep(self.q_rows, [b.mul(r, q_rs)])
             s_row = b.gep(self.s, [b.mul(r, const(self.bkp))])
-            with self._loop("dot.c", const(0), nk) as c:
-                k_row = b.gep(self.k_rows, [b.mul(b.add(c0, c), k_rs)])
-                b.store(self._vconst(0.0), acc)
-                with self._loop("dot.d", const(0), whole, self.w) as dd:
-                    b.store(self._fmuladd(self._vload(q_row, dd), self._vload(k_row, dd), b.load(acc)), acc)
-                b.store(ir.Constant(F32, 0.0), tail)
-                with self._loop("dot.t", whole, self.d) as dd:
-                    prod = b.fmul(b.load(b.gep(q_row, [dd])), b.load(b.gep(k_row, [dd])))
-                    b.store(b.fadd(b.load(tail), prod), tail)
-                total = b.load(tail)
-                for x in self._lanes(b.load(acc)):
-                    total = b.fadd(total, x)
-                b.store(b.fmul(total, scale), b.gep(s_row, [c]))
+            with self._loop("dot.c4", const(0), keys, KEYS) as c:
+                self._dots(q_row, s_row, [b.add(c, const(i)) for i in range(KEYS)], c0, k_rs, whole, scale)
+            with self._loop("dot.c", keys, nk) as c:
+                self._dots(q_row, s_row, [c], c0, k_rs, whole, scale)
+
+    def _dots(self, q_row, s_row, cols, c0, k_rs, whole, scale):
+        """``S[r, c] = scale * q_row . k[c0 + c]`` for each ``c`` of ``cols``, one vector accumulator each."""
+        b = self.b
+        k_rows = [b.gep(self.k_rows, [b.mul(b.add(c0, c), k_rs)]) for c in cols]
+        accs = [self._vslot(f"dot.acc{i}") for i in range(len(cols))]
+        tails = [self._entry_slot(self.vslots, f"dot.tail{i}", F32) for i in range(len(cols))]
+        for acc, tail in zip(accs, tails):
+            b.store(self._vconst(0.0), acc)
+            b.store(ir.Constant(F32, 0.0), tail)
+        with self._loop(f"dot.d{len(cols)}", const(0), whole, self.w) as dd:
+            qv = self._vload(q_row, dd)
+            for acc, k_row in zip(accs, k_rows):
+                b.store(self._fmuladd(qv, self._vload(k_row, dd), b.load(acc)), acc)
+        with self._loop(f"dot.t{len(cols)}", whole, self.d) as dd:
+            qs = b.load(b.gep(q_row, [dd]))
+            for tail, k_row in zip(tails, k_rows):
+                b.store(b.fadd(b.load(tail), b.fmul(qs, b.load(b.gep(k_row, [dd])))), tail)
+        for c, acc, tail in zip(cols, accs, tails):
+            total = b.load(tail)
+            for x in self._lanes(b.load(acc)):
+                total = b.fadd(total, x)
+            b.store(b.fmul(total, scale), b.gep(s_row, [c]))
 
     def _pack_keys(self, c0, nk, k_rs):
         """``Kt[dd][c] = k[c0 + c][dd]``: 8 x 8 blocks transposed in registers, scalar copies at the edges."""
