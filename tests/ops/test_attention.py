@@ -13,11 +13,12 @@ from symexpr.ops.attention import Attention, attention_reference, causal_visible
 from support import plain_attention, with_sink
 
 
-def skip_rule(q, k, v, mask, scale, causal, lam, bq, bk):
+def skip_rule(q, k, v, mask, scale, causal, lam, bq, bk, items=None):
     """The BLASST rule, written plainly (one query tile at a time): (out, visited, skipped) per tile.
 
     A query tile's key tiles are cut into ``key_splits`` contiguous splits, each with its own running
-    state and a first tile that is never skipped, merged by their log-sum-exp at the end.
+    state and a first tile that is never skipped, merged by their log-sum-exp at the end.  ``items``
+    is the call's number of query tiles over all its heads (default: this one head's).
     """
     q, k, v = (np.asarray(a, np.float32) for a in (q, k, v))
     lq, lkv = q.shape[0], k.shape[0]
@@ -27,7 +28,7 @@ def skip_rule(q, k, v, mask, scale, causal, lam, bq, bk):
     shift = (lkv - lq if causal == "bottom_right" else 0) if causal else None
     if causal:
         s_all = np.where(causal_visible(lq, lkv, causal), s_all, -np.inf)
-    splits = key_splits(-(-lq // bq), -(-lkv // bk))
+    splits = key_splits(-(-lq // bq) if items is None else items, -(-lkv // bk))
     out = np.zeros((lq, v.shape[1]), np.float32)
     tiles = []
     with np.errstate(all="ignore"):
@@ -202,7 +203,8 @@ def test_gqa_decode_reference_votes_over_the_group():
     assert out.shape == (2, 2, 5, 1, 4) and counts.shape == (2, 2, 5, 1, 2)
     for b in range(2):
         for h in range(2):
-            want, tiles = skip_rule(q[b, h, :, 0], k[b, h, 0], v[b, h, 0], None, 0.5, False, np.float32(0.01), 2, 16)
+            want, tiles = skip_rule(q[b, h, :, 0], k[b, h, 0], v[b, h, 0], None, 0.5, False, np.float32(0.01), 2, 16,
+                                    items=2 * 2 * 3)
             np.testing.assert_allclose(out[b, h, :, 0], want, rtol=1e-5, atol=1e-6)
             np.testing.assert_array_equal(counts[b, h, ::2, 0], tiles)
             assert not counts[b, h, 1::2].any()
