@@ -764,24 +764,27 @@ def _qlinear(ctx, node):
         program, result, loaded = post
         if _emit_qgemm(ctx, node, out, lead, (program, result, [ctx.view(v) for v in loaded])):
             return
+    if post is None:  # the backend lacks one of the program's ops: the whole node runs on the host
+        raise Unsupported(f"{op.display_name()}: an op of its epilogue program")
     # the product to a temp, then the epilogue program as a loop kernel over the broadcast shape
     y = ctx.temp_buffer("float32", product)
     _emit_qgemm(ctx, node, y, lead)
-    program, result, loaded = post if post is not None else _epilogue_program(ctx, op.epilogue, extras, check=False)
+    program, result, loaded = post
     loads = [y.access(full)] + [ctx.view(v).access(full) for v in loaded]
     ctx.map_kernel(f"k{len(ctx.plan.steps)}_epilogue", full, loads, list(program), out, result)
 
 
-def _epilogue_program(ctx, epilogue, extras, check=True):
+def _epilogue_program(ctx, epilogue, extras):
     """``(program, result, loaded variables)`` of a QLinear epilogue over loads ``(product, *loaded)``.
 
-    One-element constants become literals.  With ``check``, None when the
-    backend lacks one of the program's ops (the caller then raises Unsupported
-    through the loop kernel it builds instead).
+    One-element constants become literals; loads of one element are marked
+    invariant (``x ** s`` with such an ``s`` takes NumPy's fast forms, as in a
+    loop kernel).  None when the backend lacks one of the program's ops.
     """
     loaded = [v for v in extras if not _is_scalar_constant(v)]
     dtypes = ["float32"] + [v.dtype for v in loaded]
-    builder = ProgramBuilder(lambda ref: dtypes[ref[1]], ctx.supports if check else None)
+    invariant = [("load", k) for k, v in enumerate(loaded, 1) if math.prod(map(int, ctx.shape(v))) == 1]
+    builder = ProgramBuilder(lambda ref: dtypes[ref[1]], ctx.supports, invariant)
     operands, count = [("load", 0)], 0
     for var in extras:
         if _is_scalar_constant(var):
@@ -817,15 +820,17 @@ def _emit_qgemm(ctx, node, out: View, lead, post=None) -> bool:
         x = _contiguous_copy(ctx, xq, x)
     rows = _fold_rows(lead, x, sx if per_token else None, out, post_strides)
     if rows is None:
-        x = _contiguous_copy(ctx, xq, x) if not x.is_contiguous() else x
-        if per_token and not sx.is_contiguous():
+        # fresh C-order copies fold (a view that is_contiguous() passes can still hold a negative
+        # stride on a dim of size 1, which collapse() does not merge)
+        x = _contiguous_copy(ctx, xq, x)
+        if per_token:
             sx = _contiguous_copy(ctx, node.inputs[2], sx)
         rows = _fold_rows(lead, x, sx if per_token else None, out, post_strides)
     x_rs, sx_rs, out_rs, post_rs = rows
-    if m == 1:  # a single row's stride is arbitrary: give it the value a longer activation has
+    if m == 1:  # a single row's stride is arbitrary: give it the value a longer C-order operand has
         x_rs, out_rs = max(k, 1), n
         sx_rs = 1 if per_token else 0
-        post_rs = [n if any(s[:-1]) else 0 for s in post_strides]
+        post_rs = [(n if s[-1] else 1) if any(s[:-1]) else 0 for s in post_strides]
     packed = packed_weight(wq)
     w_buf = ctx.constant_buffer(packed.data)
     comp_buf = ctx.constant_buffer(packed.comp)

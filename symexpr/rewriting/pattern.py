@@ -56,6 +56,15 @@ class Pat:
         if name != "_scan":  # the scanner follows the fields: built again on its next use
             object.__setattr__(self, "_scan", self._build_scan)
 
+    def __copy__(self):
+        twin = object.__new__(type(self))
+        for field in Pat.__slots__:
+            if field != "_scan" and hasattr(self, field):
+                setattr(twin, field, getattr(self, field))  # each set gives the copy its own scanner
+        for field, value in getattr(self, "__dict__", {}).items():  # a subclass's own attributes
+            setattr(twin, field, value)
+        return twin
+
     def _build_scan(self, var: Variable) -> int:
         scan = _scanner(self)
         object.__setattr__(self, "_scan", scan)
@@ -178,8 +187,8 @@ def _scanner(pat: Pat):
     same order, over every input order and alternative the matcher could try;
     bindings are not compared.
     """
-    if type(pat).matches is not Pat.matches:
-        return lambda var: _STOP  # a subclass matching its own way: always run it
+    if type(pat) is not Pat:
+        return lambda var: _STOP  # a subclass may match its own way: always run it
     dtypes, op, where, pats = pat.dtype, pat.op, pat.where, pat.inputs
     tail = _PASS if where is None else _STOP
 
@@ -362,7 +371,7 @@ def root_may_match(pat: Pat, op: Op) -> bool:
         op only (a root that is an Op instance, compared by its parameters, may
         match), so the answer holds for every op that shares those.
     """
-    if not isinstance(pat, Pat) or type(pat).matches is not Pat.matches:
+    if type(pat) is not Pat:
         return True
     want = pat.op
     if want is None:

@@ -128,3 +128,43 @@ def test_epilogue_build_errors():
     cast = ((se.ops.scalar.Cast("float64"), (("in", 0),)),)
     with pytest.raises(TypeError, match="must give float32, got float64"):
         Q.QLinear(8, True, epilogue=cast)(xq, wq, np.float32(1), np.ones(3, np.float32))
+
+
+def test_an_epilogue_op_the_backend_lacks_sends_the_node_to_the_host():
+    """Integer power has no llvm code: the fused QLinear runs on the host rather than failing to compile."""
+    rng = np.random.default_rng(5)
+    xq, sx, y = _linear(rng)
+    a, e = se.tensor("a", "int16", (None, None, N)), se.tensor("e", "int16", (None, None, N))
+    out = y + a ** e
+    args = _args(rng) + [rng.integers(-5, 5, (3, 5, N)).astype(np.int16), rng.integers(0, 4, (3, 5, N)).astype(np.int16)]
+    f = se.function([xq, sx, a, e], out, backend="llvm")
+    assert _qlinears(f)[0].epilogue
+    want = se.function([xq, sx, a, e], out, backend="numpy", passes=["fast_run", "-fuse_qlinear_epilogues"])(*args)
+    np.testing.assert_array_equal(f(*args), want)
+
+
+def test_a_run_time_scalar_exponent_takes_numpys_fast_forms():
+    """``x ** s`` with a one-element ``s`` of 0.5 is sqrt in NumPy: (-inf) ** 0.5 is NaN, not powf's inf."""
+    rng = np.random.default_rng(6)
+    xq, sx, y = _linear(rng)
+    r, s = se.tensor("r", "float32", (None, None, N)), se.tensor("s", "float32", ())
+    out = (y + r) ** s
+    ra = np.zeros((3, 5, N), np.float32)
+    ra[0, 0, 0] = -np.inf
+    for rows, r_rows in [((3, 5), (3, 5)), ((3, 1), (3, 5))]:  # in the kernel, then in the loop-kernel fallback
+        args = _args(rng, rows) + [ra[:, : r_rows[1]], np.float32(0.5)]
+        got = se.function([xq, sx, r, s], out, backend="llvm")(*args)
+        want = se.function([xq, sx, r, s], out, backend="numpy")(*args)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert np.isnan(got[0, 0, 0])
+
+
+def test_reversed_size_one_axes_are_copied_before_the_kernel():
+    """A per-token QLinear given x[::-1] or sx[::-1] on an axis of size 1 (negative strides that do not fold)."""
+    rng = np.random.default_rng(7)
+    xq, sx, y = _linear(rng)
+    f = se.function([xq, sx], y, backend="llvm")
+    x, s = _args(rng, (1, 7))
+    want = se.function([xq, sx], y, backend="numpy")(x, s)
+    np.testing.assert_array_equal(f(x[::-1], s), want)
+    np.testing.assert_array_equal(f(x, s[::-1]), want)

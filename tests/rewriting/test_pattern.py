@@ -615,3 +615,24 @@ def test_a_subclass_that_matches_its_own_way_is_always_run():
     a = se.matrix("a")
     assert Anything(ps.exp, [X]).may_match(a)
     assert Pat(ps.add, [X, Anything(ps.exp)]).may_match(a + a)
+
+
+def test_may_match_defers_to_a_subclass_and_a_copy_keeps_its_own_fields():
+    """A Pat subclass (here one that tries both input orders) always runs its matcher; copy.copy gives
+    the copy a scanner of its own fields."""
+    import copy
+
+    x = se.tensor("x", "float32", (None,))
+    v = x - se.constant(np.float32(2.0))
+
+    class EitherOrder(Pat):
+        def _commutative(self, op):
+            return True
+
+    p = EitherOrder(ps.sub, [Pat.const("c"), Pat.var("x")])
+    assert p.match(v) is not None and p.may_match(v)
+    q = Pat(ps.sub, [Pat.var("x"), Pat.const("c")], dtype={"f"})
+    twin = copy.copy(q)
+    q.dtype = {"i"}
+    assert twin.match(v) is not None and twin.may_match(v)
+    assert q.match(v) is None and not q.may_match(v)
