@@ -38,6 +38,7 @@ from llvmlite import ir
 from symexpr.backends.llvm.irloop import CountedLoop, aligned_alloca, const, declare, imin, splat
 from symexpr.backends.llvm.mathlib import emit_exp_nonpositive, emit_math
 from symexpr.backends.llvm.scalar_ops import F32, I32, I64
+from symexpr.kernel.ir import AttentionMergeKernel
 from symexpr.ops.attention import MAX_SPLITS
 
 #: Query rows per register block of the two products.
@@ -61,8 +62,8 @@ def attention_function(gen, kernel, buffers):
     ----------
     gen : ModuleGenerator
         The module being built (``_kernel_function``, ``num``, ``module.cpu_target``).
-    kernel : AttentionKernel
-        The step, from the plan template.
+    kernel : AttentionKernel or AttentionMergeKernel
+        The step, from the plan template (the merge of split keys has its own body).
     buffers : list of int
         The kernel's buffers, in the order of the function's pointer arguments.
 
@@ -74,17 +75,8 @@ def attention_function(gen, kernel, buffers):
     fn.attributes.add("nounwind")
     args = dict(zip(buffers, fn.args))
     tid, nthreads = fn.args[len(buffers) + 1], fn.args[len(buffers) + 2]
-    _Emitter(gen, kernel, b, args, tid, nthreads).emit()
-    return fn
-
-
-def merge_function(gen, kernel, buffers):
-    """Emit the function of an :class:`~symexpr.kernel.ir.AttentionMergeKernel` (arguments as :func:`attention_function`)."""
-    fn, b = gen._kernel_function(kernel, buffers)
-    fn.attributes.add("nounwind")
-    args = dict(zip(buffers, fn.args))
-    tid, nthreads = fn.args[len(buffers) + 1], fn.args[len(buffers) + 2]
-    _MergeEmitter(gen, kernel, b, args, tid, nthreads).emit()
+    emitter = _MergeEmitter if isinstance(kernel, AttentionMergeKernel) else _Emitter
+    emitter(gen, kernel, b, args, tid, nthreads).emit()
     return fn
 
 

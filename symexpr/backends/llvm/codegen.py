@@ -220,10 +220,8 @@ class ModuleGenerator:
                 fn = self.loop_kernel(step)
             elif isinstance(step, QGemmKernel):
                 fn = qgemm.qgemm_function(self, step, buffers)
-            elif isinstance(step, AttentionKernel):
+            elif isinstance(step, (AttentionKernel, AttentionMergeKernel)):
                 fn = attention.attention_function(self, step, buffers)
-            elif isinstance(step, AttentionMergeKernel):
-                fn = attention.merge_function(self, step, buffers)
             else:
                 fn = self.gemm_kernel(step)
             self._functions[key] = fn
