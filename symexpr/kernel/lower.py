@@ -16,8 +16,8 @@ the per-call arena (:func:`place_intervals`).
 
 from __future__ import annotations
 
-import math
 import bisect
+import math
 
 import numpy as np
 

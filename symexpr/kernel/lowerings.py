@@ -12,7 +12,7 @@ from symexpr.kernel.int8_pack import packed_weight
 from symexpr.kernel.ir import Access, Accumulator, AttentionKernel, AttentionMergeKernel, GemmKernel, Instr, LoopKernel, Phase, QGemmKernel
 from symexpr.kernel.lower import Unsupported, View, collapse, contiguous_strides, lowers
 from symexpr.ops import nnet
-from symexpr.ops.attention import Attention, decode_group_axis, key_splits
+from symexpr.ops.attention import Attention, call_splits, decode_group_axis
 from symexpr.ops import scalar as ps
 from symexpr.ops.elemwise import Elemwise
 from symexpr.ops.fused import Fused, FusedReduce
@@ -109,24 +109,37 @@ def _loads_builder(ctx, loads_dtypes):
 
 
 # -- elementwise ---------------------------------------------------------------
-def _lower_map(ctx, node, program):
-    out_var = node.outputs[0]
-    shape = ctx.shape(out_var)
-    # One-element constants become literals of the program (a load saved, and the code generator
-    # sees the value: pow with a constant exponent takes NumPy's fast path).
-    loaded = [v for v in node.inputs if not _is_scalar_constant(v)]
-    views = [ctx.view(v) for v in loaded]
-    invariant = [("load", k) for k, view in enumerate(views) if math.prod(map(int, view.shape)) == 1]
-    builder = ProgramBuilder(lambda ref: loaded[ref[1]].dtype, ctx.supports, invariant)
-    operands, n_loads = [], 0
-    for v in node.inputs:
+def _inline_inputs(ctx, program, inputs, dtype, first=()):
+    """``(builder, result, loaded)``: ``program`` over ``inputs``, its result cast to ``dtype``.
+
+    The program's loads are ``first`` (dtypes of loads the caller provides
+    ahead of the inputs), then the inputs that are not one-element constants
+    (``loaded``).  One-element constants become literals of the program (a
+    load saved, and the code generator sees the value: pow with a constant
+    exponent takes NumPy's fast path); one-element loads are marked invariant
+    (the same fast path, chosen at run time).  Raises Unsupported when the
+    backend lacks one of its ops.
+    """
+    loaded = [v for v in inputs if not _is_scalar_constant(v)]
+    dtypes = list(first) + [v.dtype for v in loaded]
+    invariant = [("load", len(first) + k) for k, v in enumerate(loaded) if math.prod(map(int, ctx.shape(v))) == 1]
+    builder = ProgramBuilder(lambda ref: dtypes[ref[1]], ctx.supports, invariant)
+    operands, n_loads = [("load", k) for k in range(len(first))], len(first)
+    for v in inputs:
         if _is_scalar_constant(v):
             operands.append(builder.const(np.asarray(v.data).reshape(()), v.dtype))
         else:
             operands.append(("load", n_loads))
             n_loads += 1
-    result = builder.inline(program, operands)
-    result = builder.cast(result, out_var.dtype)
+    result = builder.cast(builder.inline(program, operands), dtype)
+    return builder, result, loaded
+
+
+def _lower_map(ctx, node, program):
+    out_var = node.outputs[0]
+    shape = ctx.shape(out_var)
+    builder, result, loaded = _inline_inputs(ctx, program, node.inputs, out_var.dtype)
+    views = [ctx.view(v) for v in loaded]
     out = ctx.allocate(out_var)
     ctx.map_kernel(ctx.kernel_name(node), shape, [v.access(shape) for v in views], builder.program, out, result)
 
@@ -777,23 +790,11 @@ def _qlinear(ctx, node):
 def _epilogue_program(ctx, epilogue, extras):
     """``(program, result, loaded variables)`` of a QLinear epilogue over loads ``(product, *loaded)``.
 
-    One-element constants become literals; loads of one element are marked
-    invariant (``x ** s`` with such an ``s`` takes NumPy's fast forms, as in a
-    loop kernel).  None when the backend lacks one of the program's ops.
+    As a loop kernel's program (:func:`_inline_inputs`); None when the backend
+    lacks one of its ops.
     """
-    loaded = [v for v in extras if not _is_scalar_constant(v)]
-    dtypes = ["float32"] + [v.dtype for v in loaded]
-    invariant = [("load", k) for k, v in enumerate(loaded, 1) if math.prod(map(int, ctx.shape(v))) == 1]
-    builder = ProgramBuilder(lambda ref: dtypes[ref[1]], ctx.supports, invariant)
-    operands, count = [("load", 0)], 0
-    for var in extras:
-        if _is_scalar_constant(var):
-            operands.append(builder.const(np.asarray(var.data).reshape(()), var.dtype))
-        else:
-            count += 1
-            operands.append(("load", count))
     try:
-        result = builder.cast(builder.inline(epilogue, operands), "float32")
+        builder, result, loaded = _inline_inputs(ctx, epilogue, extras, "float32", first=("float32",))
     except Unsupported:
         return None
     return tuple(builder.program), result, loaded
@@ -950,9 +951,8 @@ def _attention(ctx, node):
     # Few work items over many key tiles: split the keys (the kernel writes partials the merge combines).
     # The merge step is always there (it returns at once for one split), so the plan's structure, and
     # the compiled module, are the same for every length.
-    nqt = -(-lq // op.block_q)
-    items = math.prod(map(int, lead)) * nqt
-    splits = key_splits(items, -(-lkv // op.block_k))
+    items = math.prod(map(int, lead)) * -(-lq // op.block_q)
+    splits = call_splits(lead, lq, lkv, op.block_q, op.block_k)
     row = dv + 2  # O[0:dv], m, l
     unit = min(op.block_q, lq) * row + 2  # the rows of a (tile, split), then its visited and skipped counts
     partial = ctx.temp_buffer("float32", (items * splits * unit if splits > 1 else 0,))

@@ -112,6 +112,11 @@ def key_splits(items: int, key_tiles: int) -> int:
     return max(1, min(-(-SPLIT_TARGET_ITEMS // items), key_tiles // MIN_SPLIT_TILES, MAX_SPLITS))
 
 
+def call_splits(lead, lq: int, lkv: int, block_q: int, block_k: int) -> int:
+    """:func:`key_splits` of a call: ``lead`` its leading dims (after decode grouping), ``lq`` rows, ``lkv`` keys."""
+    return key_splits(math.prod(map(int, lead)) * -(-int(lq) // block_q), -(-int(lkv) // block_k))
+
+
 def causal_offset(causal, lq: int, lkv: int) -> int:
     """``offset`` with key ``j`` visible to query ``i`` when ``j <= i + offset``."""
     return lkv - lq if causal == "bottom_right" else 0
@@ -338,7 +343,7 @@ def _tiled_attention(q, k, v, mask, scale, causal, lam, block_q, block_k):
     v = np.broadcast_to(v, lead + v.shape[-2:])
     nqt = -(-lq // block_q)
     nkt = -(-lkv // block_k)
-    splits = key_splits(int(np.prod(lead, dtype=np.int64)) * nqt, nkt)
+    splits = call_splits(lead, lq, lkv, block_q, block_k)
     counts = np.zeros(lead + (nqt, 2), np.int64)
     # per split: running max, sum and unnormalised output
     m = np.full((splits,) + lead + (lq,), -np.inf, acc)

@@ -237,9 +237,9 @@ class QLinear(Op):
     def make_node(self, xq, wq, *rest) -> Apply:
         want = self.n_standard
         inputs = [as_tensor(v) for v in (xq, wq, *rest)]
-        extras = inputs[want:] if self.epilogue else []
-        if self.epilogue:
-            inputs = inputs[:want]
+        extras = []
+        if self.epilogue:  # the inputs past the standard ones are the epilogue's operands
+            inputs, extras = inputs[:want], inputs[want:]
         if len(inputs) != want:
             names = ["xq", "wq"] + (["sx", "sw"] if self.scaled else []) + (["bias"] if self.has_bias else [])
             raise TypeError(f"{self.display_name()}: expected inputs ({', '.join(names)}), got {len(inputs)} inputs")

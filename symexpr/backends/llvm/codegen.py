@@ -385,10 +385,7 @@ class ModuleGenerator:
             dtype = self.plan.buffers[access.buffer].dtype
             raw = b.load(self._address(b, access, index, pointers), align=np.dtype(dtype).itemsize)
             values[("load", k)] = (so.from_memory(b, raw, dtype), dtype)
-        for j, ins in enumerate(phase.program):
-            args = [self._ref(b, ref, values, accs) for ref in ins.args]
-            out = so.emit_scalar(b, ins.op, [a for a, _ in args], [d for _, d in args], ins.dtype)
-            values[("tmp", j)] = (out, ins.dtype)
+        so.emit_program(b, phase.program, values, lambda ref: self._ref(b, ref, values, accs))
         for k, acc in enumerate(phase.accumulators):
             value, _ = self._ref(b, acc.value, values, accs)
             slot = accs[(p, k)]

@@ -71,13 +71,13 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
+from symexpr.backends.llvm import scalar_ops as so
 from symexpr.backends.llvm.irloop import CountedLoop
 from symexpr.backends.llvm.irloop import aligned_alloca as _aligned_alloca
 from symexpr.backends.llvm.irloop import const as _c
 from symexpr.backends.llvm.irloop import declare as _declare
 from symexpr.backends.llvm.irloop import imin as _min
 from symexpr.backends.llvm.irloop import splat as _broadcast
-from symexpr.backends.llvm import scalar_ops as so
 from symexpr.backends.llvm.scalar_ops import F32, I8, I16, I32, I64
 from symexpr.kernel.int8_pack import ACTIVATION_SHIFT, N_ALIGN, PANEL
 
@@ -505,9 +505,7 @@ class _Emitter:
                 return so.constant(r[1], r[2]), r[2]
             return values[r]
 
-        for j, ins in enumerate(kernel.post):
-            args = [ref(a) for a in ins.args]
-            values[("tmp", j)] = (so.emit_scalar(b, ins.op, [a for a, _ in args], [d for _, d in args], ins.dtype), ins.dtype)
+        so.emit_program(b, kernel.post, values, ref)
         return ref(kernel.post_result)[0]
 
     def _column(self, base, access, col):

@@ -312,6 +312,16 @@ def emit_scalar(builder, op, args, arg_dtypes, out_dtype):
     return cast(builder, result, result_dtype, out_dtype)
 
 
+def emit_program(builder, program, values, ref) -> None:
+    """Emit kernel-IR ``program`` (:class:`~symexpr.kernel.ir.Instr` s): ``values[("tmp", j)]`` gets each result.
+
+    ``ref(r)`` gives ``(value, dtype)`` of an operand reference (it may look in ``values``).
+    """
+    for j, ins in enumerate(program):
+        args = [ref(a) for a in ins.args]
+        values[("tmp", j)] = (emit_scalar(builder, ins.op, [a for a, _ in args], [d for _, d in args], ins.dtype), ins.dtype)
+
+
 def emit_math(builder, name, args):
     from symexpr.backends.llvm.mathlib import emit_math as emit
 
