@@ -58,3 +58,12 @@ def _llvm_backend():
 
 
 register_backend("llvm", _llvm_backend)
+
+
+def _cuda_backend():
+    from symexpr.backends.cuda import CUDABackend
+
+    return CUDABackend()
+
+
+register_backend("cuda", _cuda_backend)

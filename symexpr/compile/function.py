@@ -113,9 +113,12 @@ class Function:
         owned = []
         seen: set[int] = {id(a) for a in checked}
         for out in results:
-            out = np.asarray(out)
-            # The caller owns every output: never hand back an input, a constant or a view.
-            if id(out) in seen or not out.flags.owndata or not out.flags.writeable:
+            if isinstance(out, np.ndarray) or not hasattr(out, "__cuda_array_interface__"):
+                out = np.asarray(out)
+                # The caller owns every output: never hand back an input, a constant or a view.
+                if id(out) in seen or not out.flags.owndata or not out.flags.writeable:
+                    out = out.copy()
+            elif id(out) in seen:  # a device array (fresh from its backend) returned twice
                 out = out.copy()
             seen.add(id(out))
             owned.append(out)

@@ -99,6 +99,21 @@ class Accumulator:
     value: tuple
     init: object = None
 
+    def identity(self):
+        """The starting value: ``init``, else the identity of ``kind`` for ``dtype`` (a Python scalar)."""
+        if self.init is not None:
+            return self.init
+        if self.kind == "sum":
+            return 0
+        if self.kind == "prod":
+            return 1
+        if self.dtype == "bool":
+            return self.kind == "min"
+        if self.dtype.startswith("float"):
+            return float("-inf") if self.kind == "max" else float("inf")
+        info = np.iinfo(self.dtype)
+        return int(info.min if self.kind == "max" else info.max)
+
 
 @dataclass(frozen=True)
 class Phase:

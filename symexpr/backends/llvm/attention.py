@@ -25,7 +25,7 @@ the same way on the stack (about ``(BQ + BKP) * dv + BKP * d + BQ * BKP``
 floats; the lowering sends larger tiles to the host, see ``attention_stack_bytes``).
 
 The exponentials are scalar loops of the inline math library
-(:mod:`symexpr.backends.llvm.mathlib`), which LLVM's loop vectoriser turns
+(:mod:`symexpr.kernel.mathfns`), which LLVM's loop vectoriser turns
 into vector code; the two products are explicit vector code, with
 ``llvm.fmuladd`` (one FMA where the target has it).
 """
@@ -36,8 +36,7 @@ import numpy as np
 from llvmlite import ir
 
 from symexpr.backends.llvm.irloop import CountedLoop, aligned_alloca, const, declare, imin, splat
-from symexpr.backends.llvm.mathlib import emit_exp_nonpositive, emit_math
-from symexpr.backends.llvm.scalar_ops import F32, I32, I64
+from symexpr.backends.llvm.scalar_ops import F32, I32, I64, emit_exp_nonpositive, emit_math
 from symexpr.kernel.ir import AttentionMergeKernel
 from symexpr.ops.attention import MAX_SPLITS
 

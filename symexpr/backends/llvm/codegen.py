@@ -44,19 +44,7 @@ def _i64(v) -> ir.Constant:
 
 
 def _accumulator_init(acc) -> ir.Constant:
-    if acc.init is not None:
-        return so.constant(acc.init, acc.dtype)
-    dtype = acc.dtype
-    if acc.kind == "sum":
-        return so.constant(0, dtype)
-    if acc.kind == "prod":
-        return so.constant(1, dtype)
-    if dtype == "bool":
-        return so.constant(acc.kind == "min", dtype)
-    if so.is_float(dtype):
-        return so.constant(float("-inf") if acc.kind == "max" else float("inf"), dtype)
-    info = np.iinfo(dtype)
-    return so.constant(info.min if acc.kind == "max" else info.max, dtype)
+    return so.constant(acc.identity(), acc.dtype)
 
 
 #: Sequential additions each vector lane makes in one block of a float sum (see ``_phase``).

@@ -23,7 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from llvmlite import ir
 
-from symexpr.backends.llvm.mathlib import MATH_FUNCTIONS, MAX_ULP, TRIG_ACCURATE_RANGE, emit_math
+from symexpr.backends.llvm.scalar_ops import emit_math
+from symexpr.kernel.mathfns import MATH_FUNCTIONS, MAX_ULP, TRIG_ACCURATE_RANGE
 
 llvm.initialize_native_target()
 llvm.initialize_native_asmprinter()

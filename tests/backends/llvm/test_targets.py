@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support import ALL_DTYPES, FLOAT_DTYPES
+from support import KERNEL_GRAPHS, N_ODD as N, kernel_graph_inputs
 
 import symexpr as se
 from symexpr.backends.llvm import loader, target
@@ -24,88 +24,7 @@ from symexpr.testing.asserts import default_tolerances
 #: The x86-64 micro-architecture levels and the server CPUs this project has been seen on.
 TARGETS = ["x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4", "znver3", "znver4", "skylake-avx512", "sapphirerapids"]
 
-UNARY = [
-    "neg", "abs", "sign", "floor", "ceil", "round", "sqrt", "rsqrt", "exp", "log", "log1p", "expm1", "sin", "cos",
-    "tanh", "sigmoid", "erf", "relu", "silu", "isnan", "isinf", "isfinite", "invert", "gelu",
-]
-BINARY = [
-    "add", "sub", "mul", "true_div", "floor_div", "mod", "power", "maximum", "minimum", "bitwise_and",
-    "bitwise_or", "bitwise_xor", "less", "less_equal", "greater", "greater_equal", "equal", "not_equal",
-]
-N = 37  # not a multiple of any vector width: exercises the vectorised body and the remainder loop
-
-
-def _try(fn, *args):
-    try:
-        return fn(*args)
-    except (TypeError, ValueError):
-        return None  # not defined for this dtype (NumPy has no such loop)
-
-
-def _scalar_graph(dtype):
-    """Every unary and binary op and every cast from ``dtype``, as one graph with many outputs."""
-    a = se.tensor("a", dtype, (N,))
-    b = se.tensor("b", dtype, (N,))
-    outs = [_try(getattr(se, name), a) for name in UNARY]
-    outs += [_try(getattr(se, name), a, b) for name in BINARY]
-    outs += [se.cast(a, d) for d in ALL_DTYPES if d != dtype]
-    outs += [se.where(a > b, a, b), se.clip(a, b, a)]
-    if dtype in FLOAT_DTYPES:
-        outs += [se.gelu(a, approximate="tanh"), a ** 0.5, a ** 2]
-    return [a, b], [o for o in outs if o is not None]
-
-
-def _reduction_graph(dtype):
-    x = se.tensor("x", dtype, (5, N))
-    outs = []
-    for name in ("sum", "prod", "max", "min", "mean", "argmax", "argmin"):
-        for axis in (None, 0, 1):
-            outs.append(_try(lambda: getattr(se, name)(x, axis=axis)))
-    return [x], [o for o in outs if o is not None]
-
-
-def _nn_graph(dtype):
-    x = se.tensor("x", dtype, (5, N))
-    g = se.tensor("g", dtype, (N,))
-    w = se.tensor("w", dtype, (N, 6))
-    outs = [
-        se.softmax(x, axis=-1), se.log_softmax(x, axis=-1), se.logsumexp(x, axis=-1),
-        se.layer_norm(x, g, g), se.rms_norm(x, g), x @ w,
-    ]
-    return [x, g, w], outs
-
-
-def _attention_graph(dtype):
-    """The fused attention kernel: masked, causal, decode-sized and skipping, with its tile counts."""
-    from symexpr.ops.attention import Attention
-
-    q, q1 = se.tensor("q", dtype, (2, 19, 16)), se.tensor("q1", dtype, (2, 1, 16))
-    k, v = se.tensor("k", dtype, (2, N, 16)), se.tensor("v", dtype, (2, N, 12))
-    m = se.tensor("m", dtype, (19, N))
-    outs = list(Attention(0.3, has_mask=True, block_q=8, block_k=8)(q, k, v, m))
-    outs += list(Attention(0.3, causal="top_left", threshold=0.05, block_q=8, block_k=16)(q, k, v))
-    outs += list(Attention(0.3, scale_factor=3.0)(q1, k, v))
-    return [q, q1, k, v, m], outs
-
-
-def _qlinear_graph(dtype):
-    """An int8 linear whose epilogue program (bias, GELU, a residual) runs in the kernel."""
-    from symexpr.ops import quant as Q
-
-    rng = np.random.default_rng(0)
-    xq, sx = se.tensor("xq", "int8", (5, 40)), se.tensor("sx", dtype, (5, 1))
-    r = se.tensor("r", dtype, (5, 24))
-    y = Q.qlinear(xq, rng.integers(-63, 64, (40, 24)).astype(np.int8), sx, rng.uniform(0.01, 0.1, 24).astype(dtype),
-                  weight_bits=7)
-    return [xq, sx, r], [se.gelu(y + rng.standard_normal(24).astype(dtype)) * r]
-
-
-GRAPHS = {f"scalar-{d}": (_scalar_graph, d) for d in ALL_DTYPES}
-GRAPHS["attention-float32"] = (_attention_graph, "float32")
-GRAPHS["attention-float16"] = (_attention_graph, "float16")
-GRAPHS["qlinear-epilogue"] = (_qlinear_graph, "float32")
-GRAPHS.update({f"reduce-{d}": (_reduction_graph, d) for d in ALL_DTYPES})
-GRAPHS.update({f"nn-{d}": (_nn_graph, d) for d in FLOAT_DTYPES})
+GRAPHS = KERNEL_GRAPHS
 
 
 @pytest.fixture(autouse=True)
@@ -118,23 +37,6 @@ def _compile_for(monkeypatch, name, runnable, build, dtype):
     monkeypatch.setattr(target, "active_target", lambda: cpu)
     inputs, outputs = build(dtype)
     return se.function(inputs, outputs, backend="llvm"), inputs
-
-
-def _inputs(inputs, rng):
-    out = []
-    for v in inputs:
-        shape, dtype = v.type.shape, v.dtype
-        if dtype == "bool":
-            out.append(rng.random(shape) < 0.5)
-        elif dtype.startswith("float"):
-            vals = rng.standard_normal(shape) * 3
-            vals.flat[:6] = [0.0, -0.0, 2.5, -3.5, 0.5, 1e-6][: vals.size]
-            out.append(vals.astype(dtype))
-        else:
-            info = np.iinfo(dtype)
-            low = 0 if v.name == "b" else max(info.min, -100)  # b is an exponent: no negative integer powers
-            out.append(rng.integers(low, min(info.max, 100), size=shape, endpoint=True).astype(dtype))
-    return out
 
 
 @pytest.mark.parametrize("graph", list(GRAPHS))
@@ -153,7 +55,7 @@ def test_target(monkeypatch, name, graph):
     if not runnable:
         return
     ref = se.function(*build(dtype), backend="numpy", passes="none")
-    args = _inputs(inputs, np.random.default_rng(7))
+    args = kernel_graph_inputs(inputs, np.random.default_rng(7))
     with np.errstate(all="ignore"):
         got, want = f(*args), ref(*args)
     for i, (g, w) in enumerate(zip(got, want)):

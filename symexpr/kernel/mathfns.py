@@ -1,13 +1,12 @@
-"""Inline, branch-free math functions for the LLVM backend.
+"""Branch-free math functions written in primitives, shared by every renderer.
 
-:func:`emit_math` emits one scalar math function as straight-line IR: floating
-arithmetic, ``fcmp`` + ``select``, integer bit manipulation of the
-representation, and a few LLVM intrinsics that lower to single vector
-instructions on x86 (``llvm.fma``, ``llvm.fabs``, ``llvm.floor``,
-``llvm.copysign``).  There are no calls into libm, no branches,
-loops or PHIs, and no fast-math flags, so a scalar loop over ``f(in[i])`` is
-vectorised by LLVM's loop vectoriser (AVX-512 on hosts that have it) and keeps
-NumPy's NaN / infinity / signed-zero semantics.
+:func:`emit_math` emits one scalar math function as straight-line
+primitives (:mod:`symexpr.kernel.prims`): float arithmetic, ``fma``,
+comparisons and ``select``, and integer manipulation of the representation.
+There are no library calls, branches or loops, and nothing that relaxes IEEE
+semantics, so a renderer's loop over ``f(in[i])`` vectorises (LLVM's loop
+vectoriser turns it into AVX2/AVX-512 code) and keeps NumPy's NaN / infinity
+/ signed-zero semantics, on the CPU and the GPU alike.
 
 Algorithms (float32 works natively in float32 except for the sin/cos argument
 reduction and ``pow``, which work in float64):
@@ -56,9 +55,9 @@ digits) rounded to the working type; the measured accuracy is in
 
 from __future__ import annotations
 
-from llvmlite import ir
+from symexpr.kernel.prims import PrimBuilder, const
 
-__all__ = ["MATH_FUNCTIONS", "MAX_ULP", "TRIG_ACCURATE_RANGE", "emit_math"]
+__all__ = ["MATH_FUNCTIONS", "MAX_ULP", "TRIG_ACCURATE_RANGE", "emit_math", "exp_nonpositive"]
 
 MATH_FUNCTIONS: frozenset[str] = frozenset(
     {"exp", "log", "log1p", "expm1", "sin", "cos", "tanh", "sigmoid", "erf", "pow"}
@@ -184,57 +183,51 @@ _K = {
 
 
 class _Emitter:
-    """Emits float arithmetic of one type (float or double) at a builder; ``ity`` is the same-width integer."""
+    """Emits primitives for float arithmetic of one dtype (float32 or float64); ``idt`` is the same-width int."""
 
-    def __init__(self, builder: ir.IRBuilder, ty):
+    def __init__(self, builder: PrimBuilder, dtype: str):
         self.b = builder
-        self.ty = ty
-        self.f64 = isinstance(ty, ir.DoubleType)
-        self.dtype = "float64" if self.f64 else "float32"
-        self.ity = ir.IntType(64 if self.f64 else 32)
+        self.dtype = dtype
+        self.f64 = dtype == "float64"
+        self.idt = "int64" if self.f64 else "int32"
         self.mant = 52 if self.f64 else 23
         self.bias = 1023 if self.f64 else 127
         self.k = _K[self.dtype]
 
+    def _op(self, name, *args):
+        return self.b.emit(name, args)
+
     # constants
     def c(self, v):
-        return ir.Constant(self.ty, float(v))
+        return const(float(v), self.dtype)
 
     def i(self, v):
-        return ir.Constant(self.ity, int(v))
+        return const(int(v), self.idt)
 
-    # arithmetic
+    # float arithmetic
     def add(self, a, b):
-        return self.b.fadd(a, b)
+        return self._op("add", a, b)
 
     def sub(self, a, b):
-        return self.b.fsub(a, b)
+        return self._op("sub", a, b)
 
     def mul(self, a, b):
-        return self.b.fmul(a, b)
+        return self._op("mul", a, b)
 
     def div(self, a, b):
-        return self.b.fdiv(a, b)
-
-    def _intrinsic(self, name, args):
-        module = self.b.module
-        full = f"llvm.{name}.{'f64' if self.f64 else 'f32'}"
-        fn = module.globals.get(full)
-        if fn is None:
-            fn = ir.Function(module, ir.FunctionType(self.ty, [self.ty] * len(args)), full)
-        return self.b.call(fn, list(args))
+        return self._op("fdiv", a, b)
 
     def fma(self, a, b, c):
-        return self._intrinsic("fma", [a, b, c])
+        return self._op("fma", a, b, c)
 
     def fabs(self, a):
-        return self._intrinsic("fabs", [a])
+        return self._op("fabs", a)
 
     def floor(self, a):
-        return self._intrinsic("floor", [a])
+        return self._op("floor", a)
 
     def copysign(self, mag, sign):
-        return self._intrinsic("copysign", [mag, sign])
+        return self._op("copysign", mag, sign)
 
     def horner(self, x, coeffs):
         acc = self.c(coeffs[-1])
@@ -244,22 +237,26 @@ class _Emitter:
 
     # comparisons (ordered: false when either side is NaN)
     def lt(self, a, b):
-        return self.b.fcmp_ordered("<", a, b)
+        return self._op("lt", a, b)
 
     def gt(self, a, b):
-        return self.b.fcmp_ordered(">", a, b)
+        return self._op("gt", a, b)
 
     def eq(self, a, b):
-        return self.b.fcmp_ordered("==", a, b)
+        return self._op("eq", a, b)
 
     def ne(self, a, b):
-        return self.b.fcmp_ordered("!=", a, b)
+        return self._op("one", a, b)
 
     def isnan(self, a, b=None):
-        return self.b.fcmp_unordered("uno", a, a if b is None else b)
+        return self._op("uno", a, a if b is None else b)
+
+    def cmp(self, name, a, b):
+        """Comparison primitive ``name`` (integers: signed by their dtype; bools: as 0/1)."""
+        return self._op(name, a, b)
 
     def sel(self, cond, a, b):
-        return self.b.select(cond, a, b)
+        return self._op("select", cond, a, b)
 
     def clamp_hi(self, x, hi):
         """``min(x, hi)`` keeping NaN."""
@@ -268,16 +265,41 @@ class _Emitter:
     def clamp_lo(self, x, lo):
         return self.sel(self.lt(x, self.c(lo)), self.c(lo), x)
 
+    # integers and bools (signed integers of the float's width; bools from comparisons)
+    def iadd(self, a, b):
+        return self._op("add", a, b)
+
+    def isub(self, a, b):
+        return self._op("sub", a, b)
+
+    def and_(self, a, b):
+        return self._op("and", a, b)
+
+    def or_(self, a, b):
+        return self._op("or", a, b)
+
+    def xor(self, a, b):
+        return self._op("xor", a, b)
+
+    def not_(self, a):
+        return self._op("not", a)
+
+    def shl(self, a, b):
+        return self._op("shl", a, b)
+
+    def ashr(self, a, b):
+        return self._op("ashr", a, b)
+
     # representation
     def bits(self, x):
-        return self.b.bitcast(x, self.ity)
+        return self.b.bitcast(x, self.idt)
 
     def from_bits(self, i):
-        return self.b.bitcast(i, self.ty)
+        return self.b.bitcast(i, self.dtype)
 
     def pow2(self, n):
         """``2.0**n`` for an integer ``n`` in the normal exponent range."""
-        return self.from_bits(self.b.shl(self.b.add(n, self.i(self.bias)), self.i(self.mant)))
+        return self.from_bits(self.shl(self.iadd(n, self.i(self.bias)), self.i(self.mant)))
 
     def two_sum(self, a, b):
         s = self.add(a, b)
@@ -306,7 +328,7 @@ def _exp_reduce(m: _Emitter, x, x_lo=None):
     shifter = 1.5 * 2.0**m.mant
     t = m.fma(x, m.c(k["log2e"]), m.c(shifter))
     nf = m.sub(t, m.c(shifter))
-    n = m.b.sub(m.bits(t), m.bits(m.c(shifter)))
+    n = m.isub(m.bits(t), m.bits(m.c(shifter)))
     r = m.fma(nf, m.c(-k["ln2_hi"]), x)
     if not m.f64:
         return m.fma(nf, m.c(-k["ln2_lo"]), r), None, n
@@ -334,15 +356,15 @@ def _exp_core(m: _Emitter, x, x_lo=None, wide=True, coeffs=None):
         lo_unf = m.lt(x, m.c(m.k["exp_lo"]))
         x = m.sel(hi_ovf, m.c(m.k["exp_hi"]), m.sel(lo_unf, m.c(m.k["exp_lo"]), x))
         if x_lo is not None:
-            x_lo = m.sel(m.b.or_(hi_ovf, lo_unf), m.c(0.0), x_lo)
+            x_lo = m.sel(m.or_(hi_ovf, lo_unf), m.c(0.0), x_lo)
     r, r_lo, n = _exp_reduce(m, x, x_lo)
     p = _expm1_poly(m, r, r_lo, coeffs)
     if not wide:
         s = m.pow2(n)
         return m.fma(p, s, s)
     # 2^n as 2^n1 * 2^n2 so both factors are normal; the second product rounds once
-    n1 = m.b.ashr(n, m.i(1))
-    n2 = m.b.sub(n, n1)
+    n1 = m.ashr(n, m.i(1))
+    n2 = m.isub(n, n1)
     s1 = m.pow2(n1)
     return m.mul(m.fma(p, s1, s1), m.pow2(n2))
 
@@ -358,12 +380,12 @@ def _expm1_core(m: _Emitter, x):
         p_lo = m.add(p_lo, m.fma(r_lo, p_hi, r_lo))
     # 2^n*(1+p) - 1 = (2^n*p_hi + (2^n - 1)) + (2^n*p_lo + rounding error of 2^n - 1),
     # with 2^n split when n = bias + 1
-    nc = m.sel(m.b.icmp_signed(">", n, m.i(m.bias)), m.i(m.bias), n)
+    nc = m.sel(m.cmp("gt", n, m.i(m.bias)), m.i(m.bias), n)
     s = m.pow2(nc)
     sm1 = m.sub(s, m.c(1.0))
     sm1_lo = m.sub(m.sub(s, sm1), m.c(1.0))  # exact: -1 once 2^n - 1 rounds to 2^n
     res = m.add(m.fma(s, p_hi, sm1), m.fma(s, p_lo, sm1_lo))
-    return m.mul(res, m.pow2(m.b.sub(n, nc)))
+    return m.mul(res, m.pow2(m.isub(n, nc)))
 
 
 def _exp(m, x):
@@ -390,13 +412,13 @@ def _log_reduce(m: _Emitter, u, subnormal=True):
         u = m.sel(tiny, m.mul(u, m.c(2.0**scale_bits)), u)
     sqrt_half_bits = 0x3FE6A09E667F3BCD if m.f64 else 0x3F3504F3
     one_bits = 0x3FF0000000000000 if m.f64 else 0x3F800000
-    ix = m.b.add(m.bits(u), m.i(one_bits - sqrt_half_bits))
-    k = m.b.sub(m.b.ashr(ix, m.i(m.mant)), m.i(m.bias))
+    ix = m.iadd(m.bits(u), m.i(one_bits - sqrt_half_bits))
+    k = m.isub(m.ashr(ix, m.i(m.mant)), m.i(m.bias))
     if subnormal:
-        k = m.b.sub(k, m.b.select(tiny, m.i(scale_bits), m.i(0)))
-    mbits = m.b.add(m.b.and_(ix, m.i((1 << m.mant) - 1)), m.i(sqrt_half_bits))
+        k = m.isub(k, m.sel(tiny, m.i(scale_bits), m.i(0)))
+    mbits = m.iadd(m.and_(ix, m.i((1 << m.mant) - 1)), m.i(sqrt_half_bits))
     f = m.sub(m.from_bits(mbits), m.c(1.0))
-    return m.b.sitofp(k, m.ty), f, k
+    return m.b.convert(k, m.dtype), f, k
 
 
 def _log1p_kernel(m: _Emitter, kf, f, extra=None):
@@ -421,7 +443,7 @@ def _log1p_kernel(m: _Emitter, kf, f, extra=None):
 
 
 def _log(m, x):
-    valid = m.b.and_(m.gt(x, m.c(0.0)), m.lt(x, m.c(float("inf"))))
+    valid = m.and_(m.gt(x, m.c(0.0)), m.lt(x, m.c(float("inf"))))
     u = m.sel(valid, x, m.c(1.0))
     kf, f, _ = _log_reduce(m, u)
     res = _log1p_kernel(m, kf, f)
@@ -431,14 +453,14 @@ def _log(m, x):
 
 
 def _log1p(m, x):
-    valid = m.b.and_(m.gt(x, m.c(-1.0)), m.lt(x, m.c(float("inf"))))
+    valid = m.and_(m.gt(x, m.c(-1.0)), m.lt(x, m.c(float("inf"))))
     xs = m.sel(valid, x, m.c(0.0))
     u, err = m.two_sum(m.c(1.0), xs)  # u + err == 1 + x exactly; u >= 2^-mant
     kf, f, k = _log_reduce(m, u, subnormal=False)
     # log(u + err) = log(u) + d/m with d = err/2^k (the rounding error of 1 + x in m's scale,
     # negligible once k is large) and 1/m ~ 1 - f to the few bits a correction needs
-    kc = m.sel(m.b.icmp_signed(">", k, m.i(m.mant + 4)), m.i(m.mant + 4), k)
-    d = m.mul(err, m.pow2(m.b.sub(m.i(0), kc)))
+    kc = m.sel(m.cmp("gt", k, m.i(m.mant + 4)), m.i(m.mant + 4), k)
+    d = m.mul(err, m.pow2(m.isub(m.i(0), kc)))
     res = _log1p_kernel(m, kf, f, m.fma(m.sub(m.c(-0.0), d), f, d))
     special = m.sel(m.eq(x, m.c(-1.0)), m.c(float("-inf")), m.sel(m.gt(x, m.c(0.0)), x, m.c(float("nan"))))
     res = m.sel(valid, res, special)
@@ -454,33 +476,33 @@ def _sincos(m: _Emitter, x, is_cos):
     # The reduction runs in float64 for both types (for float32 it is then exact far beyond
     # float32's own Cody-Waite range).  q = rint(x*2/pi) by the 1.5*2^52 shifter, whose low
     # bits hold q mod 4 while |x*2/pi| < 2^51.  NaN and +-inf give r = NaN and so NaN.
-    red = m if m.f64 else _Emitter(m.b, ir.DoubleType())
-    xr = x if m.f64 else m.b.fpext(x, red.ty)
+    red = m if m.f64 else _Emitter(m.b, "float64")
+    xr = x if m.f64 else m.b.convert(x, "float64")
     shifter = red.c(1.5 * 2.0**52)
     t = red.fma(xr, red.c(_K["float64"]["two_over_pi"]), shifter)
     q = red.sub(t, shifter)
     qi = red.bits(t)
     if not m.f64:
-        qi = m.b.trunc(qi, m.ity)
+        qi = m.b.convert(qi, m.idt)
     c1, c2, c3 = _K["float64"]["pio2"]
     r = red.fma(q, red.c(-c1), xr)
     r = red.fma(q, red.c(-c2), r)
     if m.f64:
         r = red.fma(q, red.c(-c3), r)
     else:  # q*(pi/2 - c1 - c2) < 2^-75 is far below float32's needs
-        r = m.b.fptrunc(r, m.ty)
+        r = m.b.convert(r, m.dtype)
     # |r| <= pi/4 (+ rounding) in the accurate range; beyond it keep the polynomials bounded
     bound = 0.9  # > pi/4 + the rounding of x*2/pi up to |x| ~ 1e15; the polynomials still hold there
     r = m.clamp_lo(m.clamp_hi(r, bound), -bound)
     if is_cos:
-        qi = m.b.add(qi, m.i(1))
+        qi = m.iadd(qi, m.i(1))
     r2 = m.mul(r, r)
     sin_r = m.fma(m.mul(r, r2), m.horner(r2, _SIN_S[m.dtype]), r)
     cos_r = m.fma(r2, m.fma(r2, m.horner(r2, _COS_C[m.dtype]), m.c(-0.5)), m.c(1.0))
-    odd = m.b.icmp_unsigned("!=", m.b.and_(qi, m.i(1)), m.i(0))
+    odd = m.cmp("ne", m.and_(qi, m.i(1)), m.i(0))
     v = m.sel(odd, cos_r, sin_r)
-    sign = m.b.shl(m.b.and_(qi, m.i(2)), m.i(m.ity.width - 2))
-    v = m.from_bits(m.b.xor(m.bits(v), sign))
+    sign = m.shl(m.and_(qi, m.i(2)), m.i((64 if m.f64 else 32) - 2))
+    v = m.from_bits(m.xor(m.bits(v), sign))
     if not is_cos:
         v = m.sel(m.eq(x, m.c(0.0)), x, v)  # sin(-0.0) = -0.0
     return v
@@ -580,12 +602,12 @@ def _pow_core_f64(m: _Emitter, ax, y):
 
 def _pow_core_f32(m: _Emitter, ax, y):
     """``exp(y * log(ax))`` for float32 ``ax`` positive finite and finite ``y``, via float64."""
-    md = _Emitter(m.b, ir.DoubleType())
-    kf, f, _ = _log_reduce(md, m.b.fpext(ax, md.ty), subnormal=False)  # float32 values are normal in float64
+    md = _Emitter(m.b, "float64")
+    kf, f, _ = _log_reduce(md, m.b.convert(ax, "float64"), subnormal=False)  # float32 values are normal in float64
     t = md.fma(f, md.horner(f, _POW32_LOG), md.c(-0.5))
     log = md.fma(kf, md.c(_K["float64"]["ln2_hi"]), md.fma(md.mul(f, f), t, f))
-    z = md.mul(m.b.fpext(y, md.ty), log)  # exact product of a float32 and ~2^-43 relative error
-    return m.b.fptrunc(_exp_core(md, z, coeffs=_POW32_EXPM1), m.ty)
+    z = md.mul(m.b.convert(y, "float64"), log)  # exact product of a float32 and ~2^-43 relative error
+    return m.b.convert(_exp_core(md, z, coeffs=_POW32_EXPM1), m.dtype)
 
 
 def _pow_generic(m: _Emitter, x, y, core):
@@ -593,25 +615,25 @@ def _pow_generic(m: _Emitter, x, y, core):
     one = m.c(1.0)
     ax = m.fabs(x)
     y_finite = m.lt(m.fabs(y), inf)
-    y_int = m.b.and_(m.eq(m.floor(y), y), y_finite)
+    y_int = m.and_(m.eq(m.floor(y), y), y_finite)
     hy = m.mul(y, m.c(0.5))
-    y_odd = m.b.and_(y_int, m.ne(m.floor(hy), hy))
-    x_signbit = m.b.icmp_signed("<", m.bits(x), m.i(0))
-    ok = m.b.and_(m.b.and_(m.gt(ax, m.c(0.0)), m.lt(ax, inf)), y_finite)
+    y_odd = m.and_(y_int, m.ne(m.floor(hy), hy))
+    x_signbit = m.cmp("lt", m.bits(x), m.i(0))
+    ok = m.and_(m.and_(m.gt(ax, m.c(0.0)), m.lt(ax, inf)), y_finite)
     mag = core(m, m.sel(ok, ax, one), m.sel(ok, y, m.c(0.0)))
     # |x| in {0, inf} or |y| == inf: 0 or inf by the sign of y*log|x|; 1 when |x| == 1
-    to_inf = m.b.icmp_unsigned("==", m.gt(ax, one), m.gt(y, m.c(0.0)))
+    to_inf = m.cmp("eq", m.gt(ax, one), m.gt(y, m.c(0.0)))
     mag_special = m.sel(m.eq(ax, one), one, m.sel(to_inf, inf, m.c(0.0)))
     mag = m.sel(ok, mag, mag_special)
-    res = m.sel(m.b.and_(x_signbit, y_odd), m.sub(m.c(-0.0), mag), mag)
+    res = m.sel(m.and_(x_signbit, y_odd), m.sub(m.c(-0.0), mag), mag)
     # finite x < 0 with finite non-integer y, or NaN anywhere -> NaN
-    neg_nonint = m.b.and_(
-        m.b.and_(m.lt(x, m.c(0.0)), m.gt(x, m.c(float("-inf")))),
-        m.b.and_(y_finite, m.b.not_(y_int)),
+    neg_nonint = m.and_(
+        m.and_(m.lt(x, m.c(0.0)), m.gt(x, m.c(float("-inf")))),
+        m.and_(y_finite, m.not_(y_int)),
     )
-    res = m.sel(m.b.or_(neg_nonint, m.isnan(x, y)), m.c(float("nan")), res)
+    res = m.sel(m.or_(neg_nonint, m.isnan(x, y)), m.c(float("nan")), res)
     # pow(x, +-0) = 1 and pow(1, y) = 1, even for NaN
-    return m.sel(m.b.or_(m.eq(y, m.c(0.0)), m.eq(x, one)), one, res)
+    return m.sel(m.or_(m.eq(y, m.c(0.0)), m.eq(x, one)), one, res)
 
 
 def _pow(m, x, y):
@@ -635,27 +657,27 @@ _UNARY = {
 }
 
 
-def emit_exp_nonpositive(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """``exp(x)`` for ``x <= 0``, ``-inf`` or NaN (a softmax's ``exp(s - max)``), cheaper than :func:`emit_math`'s.
+def exp_nonpositive(builder: PrimBuilder, x) -> tuple:
+    """``exp(x)`` for ``x <= 0``, ``-inf`` or NaN (a softmax's ``exp(s - max)``), cheaper than ``exp``.
 
     The same reduction and polynomial as ``exp`` (so the same error for
     normal results), without the overflow and subnormal handling: results
     below the smallest normal float (``x`` below about -87.3 for float32) are
     0, ``-inf`` gives 0 and NaN stays NaN.  ``x > 0`` is outside its contract.
     """
-    m = _Emitter(builder, x.type)
+    m = _Emitter(builder, builder.dtype(x))
     lo = -87.33654475 if not m.f64 else -708.39641853
     tiny = m.lt(x, m.c(lo))
     value = _exp_core(m, m.sel(tiny, m.c(0.0), x), wide=False)
     return m.sel(tiny, m.c(0.0), value)
 
 
-def emit_math(builder: ir.IRBuilder, name: str, args: list[ir.Value]) -> ir.Value:
-    """Emit ``name(*args)`` inline at ``builder``'s position and return the result.
+def emit_math(builder: PrimBuilder, name: str, args) -> tuple:
+    """Emit the primitives of ``name(*args)`` and return the result's reference.
 
-    ``args`` are float32 or float64 scalars of one type (two for ``pow``); the
-    result has the same type.  Raises ValueError for an unknown name, a wrong
-    number of arguments or a non-float type.
+    ``args`` are references to float32 or float64 values of one dtype (two
+    for ``pow``); the result has the same dtype.  Raises ValueError for an
+    unknown name, a wrong number of arguments or a non-float dtype.
     """
     if name not in MATH_FUNCTIONS:
         raise ValueError(f"unknown math function {name!r}; known: {sorted(MATH_FUNCTIONS)}")
@@ -663,10 +685,10 @@ def emit_math(builder: ir.IRBuilder, name: str, args: list[ir.Value]) -> ir.Valu
     nargs = 2 if name == "pow" else 1
     if len(args) != nargs:
         raise ValueError(f"{name} takes {nargs} argument(s), got {len(args)}")
-    ty = args[0].type
-    if not isinstance(ty, (ir.FloatType, ir.DoubleType)) or any(a.type != ty for a in args):
-        raise ValueError(f"{name}: arguments must all be float or all double, got {[str(a.type) for a in args]}")
-    m = _Emitter(builder, ty)
+    dtypes = [builder.dtype(a) for a in args]
+    if dtypes[0] not in ("float32", "float64") or any(d != dtypes[0] for d in dtypes):
+        raise ValueError(f"{name}: arguments must all be float32 or all float64, got {dtypes}")
+    m = _Emitter(builder, dtypes[0])
     if name == "pow":
         return _pow(m, args[0], args[1])
     return _UNARY[name](m, args[0])

@@ -1,0 +1,189 @@
+"""The CUDA C renderer of scalar code: C types, literals and the primitives.
+
+NumPy's semantics and the math functions are lowered once, for every
+backend, into primitives (:mod:`symexpr.kernel.semantics`); this module
+writes each primitive as one CUDA C statement.  The code needs no CUDA
+headers: math through NVRTC's built-in device functions (``fmaf``,
+``sqrtf``, ...), float16 conversions through inline PTX (``cvt.rn.f16.f32``),
+bit casts through ``__float_as_int`` and friends.  Kernels are compiled with
+``--fmad=false`` so that no multiply and add are contracted behind the
+lowering's back (the math library's error-free transformations rely on
+each rounding), and integer arithmetic is done in unsigned types, where C
+defines wrap-around.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from symexpr.kernel.prims import COMPARISONS, is_float, is_signed
+
+#: Optional primitives (:data:`symexpr.kernel.prims.OPTIONAL`) CUDA has natively: PTX's
+#: ``cvt.rn.f16.f32`` / ``cvt.f32.f16`` and ``rintf``.  float64 -> float16 uses the shared
+#: integer code, which rounds once.
+CAPABILITIES = frozenset(("f16_from_f32", "f16_to_f32", "rint"))
+
+C_TYPES = {
+    "bool": "bool",
+    "int8": "signed char",
+    "uint8": "unsigned char",
+    "int16": "short",
+    "uint16": "unsigned short",
+    "int32": "int",
+    "uint32": "unsigned int",
+    "int64": "long long",
+    "uint64": "unsigned long long",
+    "float32": "float",
+    "float64": "double",
+}
+#: How each dtype is stored in memory (float16 as its bits, bool as a byte).
+MEMORY_TYPES = {**C_TYPES, "float16": "unsigned short", "bool": "unsigned char"}
+
+
+def c_type(dtype: str) -> str:
+    """The C type a register value of ``dtype`` has (float16 computes in float)."""
+    return "float" if dtype == "float16" else C_TYPES[dtype]
+
+
+def _wrap_type(dtype: str) -> str:
+    """The unsigned type integer arithmetic of ``dtype`` is done in (C defines its overflow)."""
+    return "unsigned long long" if np.dtype(dtype).itemsize == 8 else "unsigned int"
+
+
+def literal(value, dtype: str) -> str:
+    """A C expression of exactly ``value`` as register dtype ``dtype``."""
+    if dtype == "bool":
+        return "true" if value else "false"
+    if dtype == "float32":
+        v = np.float32(value)
+        if not np.isfinite(v):
+            return f"__int_as_float({int(v.view(np.int32))})"
+        return f"{float(v)!r}f" if v != 0 or not math.copysign(1, v) < 0 else "-0.0f"
+    if dtype == "float64":
+        v = float(value)
+        if not math.isfinite(v):
+            return f"__longlong_as_double({int(np.float64(v).view(np.int64))}LL)"
+        return repr(v)
+    v = int(np.asarray(value).astype(dtype))
+    if dtype in ("int64", "uint64"):
+        return f"(({C_TYPES[dtype]}){v & 0xFFFFFFFFFFFFFFFF:#x}ULL)"
+    return f"(({C_TYPES[dtype]}){v})" if v >= 0 else f"(({C_TYPES[dtype]})({v}))"
+
+
+_ARITH = {"add": "+", "sub": "-", "mul": "*"}
+_BITWISE = {"and": "&", "or": "|", "xor": "^"}
+_CMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+_FLOAT_FUNCTIONS = {"fabs": "fabs", "sqrt": "sqrt", "floor": "floor", "ceil": "ceil", "rint": "rint",
+                    "copysign": "copysign", "fma": "fma", "frem": "fmod"}
+_BITCASTS = {
+    ("float32", "int32"): "__float_as_int", ("float32", "uint32"): "__float_as_uint",
+    ("int32", "float32"): "__int_as_float", ("uint32", "float32"): "__uint_as_float",
+    ("float64", "int64"): "__double_as_longlong", ("int64", "float64"): "__longlong_as_double",
+}
+
+
+def expression(p, a: list) -> str:
+    """The C expression of primitive ``p`` on operand expressions ``a``."""
+    op, dt, src = p.op, p.dtype, p.src
+    t = c_type(dt)
+    if op in _ARITH:
+        if is_float(dt):
+            return f"{a[0]} {_ARITH[op]} {a[1]}"
+        w = _wrap_type(dt)
+        return f"({t})(({w}){a[0]} {_ARITH[op]} ({w}){a[1]})"
+    if op == "fdiv":
+        return f"{a[0]} / {a[1]}"
+    if op in ("idiv", "irem"):
+        return f"({t})({a[0]} {'/' if op == 'idiv' else '%'} {a[1]})"
+    if op in _BITWISE:
+        return f"({t})({a[0]} {_BITWISE[op]} {a[1]})"
+    if op == "not":
+        return f"!{a[0]}" if dt == "bool" else f"({t})(~{a[0]})"
+    if op in ("shl", "lshr"):
+        w = _wrap_type(dt)
+        mask = "" if np.dtype(dt).itemsize >= 4 else f" & {(1 << np.dtype(dt).itemsize * 8) - 1:#x}u"
+        if op == "shl":
+            return f"({t})(({w}){a[0]} << {a[1]})"
+        return f"({t})((({w}){a[0]}{mask}) >> {a[1]})"
+    if op == "ashr":
+        return f"({t})({a[0]} >> {a[1]})"
+    if op == "fneg":
+        return f"-{a[0]}"
+    if op in _FLOAT_FUNCTIONS:
+        name = _FLOAT_FUNCTIONS[op] + ("f" if dt == "float32" else "")
+        return f"{name}({', '.join(a)})"
+    if op in COMPARISONS:
+        if op == "one":
+            return f"({a[0]} < {a[1]} || {a[0]} > {a[1]})"
+        if op == "uno":
+            return f"({a[0]} != {a[0]} || {a[1]} != {a[1]})"
+        return f"{a[0]} {_CMP[op]} {a[1]}"
+    if op == "select":
+        return f"{a[0]} ? {a[1]} : {a[2]}"
+    if op == "convert":
+        return f"({t}){a[0]}"
+    if op == "bitcast":
+        return _bitcast(a[0], src, dt)
+    if op == "f16_bits":
+        return f"se_f16_bits({a[0]})"
+    if op == "f16_value":
+        return f"se_f16_value({a[0]})"
+    raise ValueError(f"the CUDA renderer has no primitive {op!r}")
+
+
+def _bitcast(x: str, src: str, dst: str) -> str:
+    direct = _BITCASTS.get((src, dst))
+    if direct is not None:
+        return f"{direct}({x})"
+    if is_float(src):  # float -> other-signed int of its width
+        signed = "int32" if src == "float32" else "int64"
+        return f"({C_TYPES[dst]}){_BITCASTS[(src, signed)]}({x})"
+    if is_float(dst):
+        signed = "int32" if dst == "float32" else "int64"
+        return f"{_BITCASTS[(signed, dst)]}(({C_TYPES[signed]}){x})"
+    return f"({C_TYPES[dst]}){x}"  # integers of one width: the same bits
+
+
+#: Device helpers every module starts with: float16 conversions and NumPy-like max/min for reductions.
+PRELUDE = r"""
+__device__ __forceinline__ unsigned short se_f16_bits(float x) {
+    unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x)); return h;
+}
+__device__ __forceinline__ float se_f16_value(unsigned short h) {
+    float x; asm("cvt.f32.f16 %0, %1;" : "=f"(x) : "h"(h)); return x;
+}
+template <typename T> __device__ __forceinline__ T se_fmax(T a, T b) {
+    if (a != a || b != b) return a + b;
+    if (a == b) return signbit(a) ? b : a;
+    return a > b ? a : b;
+}
+template <typename T> __device__ __forceinline__ T se_fmin(T a, T b) {
+    if (a != a || b != b) return a + b;
+    if (a == b) return signbit(a) ? a : b;
+    return a < b ? a : b;
+}
+"""
+
+
+def render_prims(prims, names: list, operand) -> list[str]:
+    """C statements for ``prims``: primitive ``j`` defines ``names[j]``; ``operand(ref)`` names other references."""
+    lines = []
+
+    def val(ref):
+        kind = ref[0]
+        if kind == "tmp":
+            return names[ref[1]]
+        if kind == "const":
+            return literal(ref[1], ref[2])
+        return operand(ref)
+
+    for j, p in enumerate(prims):
+        lines.append(f"const {c_type(p.dtype)} {names[j]} = {expression(p, [val(r) for r in p.args])};")
+    return lines
+
+
+def signed_shift_ok(dtype: str) -> bool:
+    """``>>`` on a negative value of ``dtype`` is arithmetic in NVRTC's C++ (as in every CUDA compiler)."""
+    return is_signed(dtype)
