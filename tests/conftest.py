@@ -10,8 +10,15 @@ settings.register_profile(
 settings.register_profile("dev", deadline=None, max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-#: Backends the suite runs against; the numpy reference is always first.
-TEST_BACKENDS = [b for b in os.environ.get("SYMEXPR_TEST_BACKENDS", "numpy,llvm").split(",") if b]
+#: Backends the suite runs against; the numpy reference is always first.  Where a CUDA device
+#: is present the cuda backend joins by default.
+def _default_backends() -> str:
+    from symexpr.backends.cuda.runtime import device_available
+
+    return "numpy,llvm,cuda" if device_available() else "numpy,llvm"
+
+
+TEST_BACKENDS = [b for b in (os.environ.get("SYMEXPR_TEST_BACKENDS") or _default_backends()).split(",") if b]
 
 
 @pytest.fixture(params=TEST_BACKENDS)

@@ -272,3 +272,12 @@ def test_variable_api_is_plugged_in_from_above():
     with pytest.raises(ValueError, match="TensorOperators.sum"):
         extend_variable(TakesSum)
     assert Variable.sum is TensorOperators.sum
+
+
+@pytest.mark.parametrize("renderer,other", [("llvm", "cuda"), ("cuda", "llvm")])
+def test_renderers_never_import_each_other(import_graph, renderer, other):
+    """The llvm and cuda backends share the kernel IR and its lowering, never each other's code."""
+    prefix, forbidden = f"symexpr.backends.{renderer}", f"symexpr.backends.{other}"
+    bad = sorted((src, dst) for src, dst in import_graph.edges
+                 if src.startswith(prefix) and (dst == forbidden or dst.startswith(forbidden + ".")))
+    assert not bad, f"{renderer} imports {other}: {bad}"
