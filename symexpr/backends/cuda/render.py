@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from symexpr.kernel.prims import COMPARISONS, is_float, is_signed
+from symexpr.kernel.prims import COMPARISONS, is_float
 
 #: Optional primitives (:data:`symexpr.kernel.prims.OPTIONAL`) CUDA has natively: PTX's
 #: ``cvt.rn.f16.f32`` / ``cvt.f32.f16`` and ``rintf``.  float64 -> float16 uses the shared
@@ -147,13 +147,16 @@ def _bitcast(x: str, src: str, dst: str) -> str:
 
 
 #: Device helpers every module starts with: float16 conversions and NumPy-like max/min for reductions.
+#: ``SYMEXPR_CUDA_EMULATION`` (the tests' CPU emulation of the kernels) supplies its own conversions.
 PRELUDE = r"""
+#ifndef SYMEXPR_CUDA_EMULATION
 __device__ __forceinline__ unsigned short se_f16_bits(float x) {
     unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x)); return h;
 }
 __device__ __forceinline__ float se_f16_value(unsigned short h) {
     float x; asm("cvt.f32.f16 %0, %1;" : "=f"(x) : "h"(h)); return x;
 }
+#endif
 template <typename T> __device__ __forceinline__ T se_fmax(T a, T b) {
     if (a != a || b != b) return a + b;
     if (a == b) return signbit(a) ? b : a;
@@ -182,8 +185,3 @@ def render_prims(prims, names: list, operand) -> list[str]:
     for j, p in enumerate(prims):
         lines.append(f"const {c_type(p.dtype)} {names[j]} = {expression(p, [val(r) for r in p.args])};")
     return lines
-
-
-def signed_shift_ok(dtype: str) -> bool:
-    """``>>`` on a negative value of ``dtype`` is arithmetic in NVRTC's C++ (as in every CUDA compiler)."""
-    return is_signed(dtype)

@@ -105,3 +105,34 @@ def test_kernels_match_numpy_on_the_gpu(graph):
             np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=f"output {i}")
         else:
             np.testing.assert_array_equal(g, w, err_msg=f"output {i}")
+
+
+# -- the kernels run on the CPU (see emulator.py) -----------------------------------------------
+import emulator  # noqa: E402
+
+#: Graphs run in the emulation: every scalar op on the dtypes that take different code paths
+#: (float16 conversions, float64, signed and unsigned integers, bool), every reduction, the nn ops.
+EMULATED = ["scalar-float16", "scalar-float32", "scalar-float64", "scalar-int8", "scalar-uint16", "scalar-int64",
+            "scalar-uint64", "scalar-bool", "reduce-float32", "reduce-int32", "reduce-uint8", "reduce-bool",
+            "nn-float32", "nn-float16", "nn-float64"]
+
+
+@pytest.mark.skipif(emulator.compiler() is None, reason="no C++ compiler for the CPU emulation")
+@pytest.mark.parametrize("graph", EMULATED)
+def test_kernels_match_numpy_in_the_cpu_emulation(graph):
+    build, dtype = GRAPHS[graph]
+    inputs, outputs = build(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f = emulator.emulated_function(inputs, outputs)
+    ref = se.function(*build(dtype), backend="numpy", passes="none")
+    args = kernel_graph_inputs(inputs, np.random.default_rng(7))
+    with np.errstate(all="ignore"):
+        got, want = f(*args), ref(*args)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.dtype == w.dtype and g.shape == w.shape, f"output {i}"
+        if w.dtype.kind == "f":
+            rtol, atol = default_tolerances(w.dtype, w)
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=f"{graph} output {i}")
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=f"{graph} output {i}")
