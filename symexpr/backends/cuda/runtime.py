@@ -12,8 +12,7 @@ import functools
 import numpy as np
 
 from symexpr.backends.cuda.codegen import BLOCK
-from symexpr.graph.basic import Constant
-from symexpr.ops.messages import node_error
+from symexpr.runtime.executable import Executable
 
 #: Blocks a grid-stride kernel launches at most (each block loops over the rest).
 MAX_BLOCKS = 1 << 16
@@ -58,29 +57,15 @@ def require_device(what: str) -> None:
 
 
 class LoadedModule:
-    """A cubin loaded on the current device, with one launcher per kernel."""
+    """A cubin loaded on the current device, with one launchable function per kernel."""
 
     def __init__(self, cubin: bytes, infos):
+        from cupy.cuda import function
+
         self.infos = infos
-        self._module = _module_from_cubin(cubin)
+        self._module = function.Module()
+        self._module.load(cubin)
         self.kernels = [self._module.get_function(info.name) for info in infos]
-
-
-def _module_from_cubin(cubin: bytes):
-    import os
-    import tempfile
-
-    import cupy
-
-    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as handle:
-        handle.write(cubin)
-        path = handle.name
-    try:
-        module = cupy.RawModule(path=path)
-        module.get_function  # noqa: B018 - loads now, while the file exists
-        return module
-    finally:
-        os.unlink(path)
 
 
 def _grid(info, params) -> int:
@@ -93,16 +78,22 @@ def _grid(info, params) -> int:
 
 
 class CUDAExecutable:
-    """One call geometry's plan on the device: outputs, arena, kernel launches and host steps."""
+    """One call geometry's plan on the device: outputs, arena, kernel launches and host steps.
+
+    Host steps (ops without a CUDA kernel yet) run as on the CPU backend, on
+    host copies of the arguments, outputs and arena, which are copied back.
+    """
 
     def __init__(self, fgraph, plan, schedule, module, params):
-        self.fgraph = fgraph
         self.plan = plan
         self.module = module
         self.params = params
         self.schedule = schedule
         self._device_constants = None
-        self._input_index = {id(v): i for i, v in enumerate(fgraph.inputs)}
+        # The CPU driver runs the host steps (on host copies; see run()).
+        self._cpu = Executable(fgraph, plan, [], None, [], params, None)
+        self.n_outputs = self._cpu.n_outputs
+        self.out_slots = self._cpu.out_slots
 
     def _buffers(self, args, outs, arena):
         import cupy
@@ -125,8 +116,8 @@ class CUDAExecutable:
         import cupy
 
         require_device("calling the function")
-        outs = [cupy.empty(shape, dtype=dtype) for _, shape, dtype in self.plan.outputs]
-        arena = cupy.empty(max(self.plan.arena_bytes, 1), dtype=np.uint8)
+        outs = [cupy.empty(*self._cpu.output_shapes[i]) for i in range(self.n_outputs)]
+        arena = cupy.zeros(max(self.plan.arena_bytes, 1), dtype=np.uint8)
         buffers = self._buffers(args, outs, arena)
         native = 0
         for kind, item in self.schedule:
@@ -136,32 +127,11 @@ class CUDAExecutable:
                 kargs = [buffers[b] for b in info.buffers] + [np.int64(self.params[i]) for i in info.params]
                 kernel((_grid(info, self.params),), (BLOCK,), tuple(kargs))
             else:
-                self._host(item, args, buffers)
-        order = [self.plan.buffers[b].index for b, _, _ in self.plan.outputs]
-        return [outs[i] for i in order]
-
-    def _view(self, var, args, buffers):
-        if isinstance(var, Constant):
-            return np.asarray(var.data)
-        if id(var) in self._input_index:
-            return args[self._input_index[id(var)]]
-        view = self.plan.views[id(var)]
-        flat = buffers[view.buffer].reshape(-1)
-        itemsize = flat.dtype.itemsize
-        from cupy.lib.stride_tricks import as_strided
-
-        return as_strided(flat[view.offset :], shape=view.shape, strides=tuple(s * itemsize for s in view.strides))
-
-    def _host(self, step, args, buffers):
-        import cupy
-
-        node = step.node
-        inputs = [cupy.asnumpy(self._view(v, args, buffers)) for v in node.inputs]
-        try:
-            with np.errstate(all="ignore"):
-                results = node.op.perform(node, inputs)
-        except Exception as exc:
-            raise node_error(node, inputs, exc) from exc
-        for var, result in zip(node.outputs, results):
-            dest = self._view(var, args, buffers)
-            dest[...] = cupy.asarray(np.asarray(result, dtype=dest.dtype))
+                host_args = [cupy.asnumpy(a) for a in args]
+                host_outs = [cupy.asnumpy(o) for o in outs]
+                host_arena = cupy.asnumpy(arena)
+                self._cpu._host(item, host_args, host_outs, host_arena)
+                for out, host in zip(outs, host_outs):
+                    out.set(host)
+                arena.set(host_arena)
+        return [outs[i] for i in self.out_slots]

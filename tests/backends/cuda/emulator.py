@@ -7,7 +7,9 @@ execution model a CPU meaning: each block of a launch runs as ``BLOCK_THREADS``
 ``__shfl_down_sync`` exchanges values through a per-warp buffer between two
 warp barriers, ``__shared__`` variables are statics (blocks run one after
 another), and the float16 conversions use ``_Float16``.  Grids are capped at
-a few blocks so that the grid-stride loops run more than once.
+a few blocks so that the grid-stride loops run more than once.  :func:`emulate`
+puts a NumPy-backed stand-in for CuPy in place, so that the backend's own
+runtime (buffers, launches, host steps, outputs) runs as on a device.
 
 This checks what the kernels compute (indexing, phases, block reductions,
 casts, the rendering of every primitive) against the NumPy reference; it does
@@ -21,13 +23,14 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import types
 
 import numpy as np
 
-from symexpr.backends.cuda import CUDAFunction
+from symexpr.backends.cuda import CUDAModule, runtime
 from symexpr.backends.cuda.render import MEMORY_TYPES
-from symexpr.runtime.executable import Executable
 
 #: Threads per emulated block: two warps, so the cross-warp step of block reductions runs.
 BLOCK_THREADS = 64
@@ -132,73 +135,61 @@ def build(module) -> ctypes.CDLL:
     return _LIBRARIES[key]
 
 
-class _Module:
-    def __init__(self, entries):
-        self.entries = entries
+class FakeDeviceArray(np.ndarray):
+    """Host memory standing in for a CuPy array: ``set`` copies a host array in, as CuPy's does."""
+
+    def set(self, host) -> None:
+        self[...] = host
 
 
-class EmulatedFunction(CUDAFunction):
-    """A cuda-backend function whose kernels run on the CPU through :func:`build` (NumPy arrays in and out)."""
+class FakeCupy(types.ModuleType):
+    """The part of CuPy the cuda backend's runtime uses, over NumPy."""
 
-    def executable(self, plan, module, schedule, work, params):
-        lib = build(module) if module.infos else None
-        n_in = sum(b.kind == "input" for b in plan.buffers)
-        n_out = sum(b.kind == "output" for b in plan.buffers)
-        entries = []
-        for info in module.infos:
-            entries.append(self._entry(lib, info, plan, params, n_in, n_out))
-        return Executable(self.fgraph, plan, schedule, _Module(entries), work, params, _launch, self.arenas)
+    ndarray = FakeDeviceArray
+
+    def __init__(self):
+        super().__init__("cupy")
 
     @staticmethod
-    def _entry(lib, info, plan, params, n_in, n_out):
-        fn = getattr(lib, f"launch_{info.name}")
+    def empty(shape, dtype=float):
+        return np.empty(shape, dtype).view(FakeDeviceArray)
 
-        def run(arrays):
-            arena = arrays[-3]
-            pointers = []
-            for buf in info.buffers:
-                spec = plan.buffers[buf]
-                if spec.kind == "input":
-                    pointers.append(arrays[spec.index].ctypes.data)
-                elif spec.kind == "output":
-                    pointers.append(arrays[n_in + spec.index].ctypes.data)
-                elif spec.kind == "const":
-                    pointers.append(arrays[n_in + n_out + spec.index].ctypes.data)
-                else:
-                    pointers.append(arena.ctypes.data + spec.index)
-            values = [int(params[i]) for i in info.params]
-            grid = min(_blocks(info, params), MAX_BLOCKS)
-            fn(ctypes.c_uint(grid), ctypes.c_uint(BLOCK_THREADS), *[ctypes.c_void_p(p) for p in pointers],
-               *[ctypes.c_longlong(v) for v in values])
+    @staticmethod
+    def zeros(shape, dtype=float):
+        return np.zeros(shape, dtype).view(FakeDeviceArray)
 
-        return run
+    @staticmethod
+    def asarray(a):
+        return np.array(a).view(FakeDeviceArray)  # a host -> device copy
 
-    def __call__(self, args):
-        return super(CUDAFunction, self).__call__(args)  # no device: run the emulated executable
+    @staticmethod
+    def asnumpy(a):
+        return np.array(a)
 
 
-def _blocks(info, params) -> int:
-    value = lambda e: int(params[e.index]) if hasattr(e, "index") else int(e)  # noqa: E731
-    outer = int(np.prod([value(e) for e in info.outer])) if info.outer else 1
-    if info.mapping == "rows":
-        return max(outer, 1)
-    inner = int(np.prod([value(e) for e in info.inner])) if info.inner else 1
-    return max((outer * inner + BLOCK_THREADS - 1) // BLOCK_THREADS, 1)
+class EmulatedKernel:
+    """Launches one generated kernel in the emulation; called like a CuPy kernel ``(grid, block, args)``."""
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def __call__(self, grid, block, args):
+        fn = getattr(build(self.module), f"launch_{self.name}")
+        values = [ctypes.c_void_p(a.ctypes.data) if isinstance(a, np.ndarray) else ctypes.c_longlong(int(a)) for a in args]
+        fn(ctypes.c_uint(min(grid[0], MAX_BLOCKS)), ctypes.c_uint(BLOCK_THREADS), *values)
 
 
-def _launch(entry, arrays, work, sync):
-    entry(arrays)
+class EmulatedLoaded:
+    """What :meth:`CUDAModule.loaded` gives on a device, with the kernels run by :class:`EmulatedKernel`."""
+
+    def __init__(self, module):
+        self.infos = module.infos
+        self.kernels = [EmulatedKernel(module, info.name) for info in module.infos]
 
 
-def emulated_function(inputs, outputs):
-    """Like ``se.function(inputs, outputs, backend="cuda")``, running the kernels on the CPU."""
-    from symexpr.compile.function import Function
-    from symexpr.graph.fgraph import FunctionGraph
-    from symexpr.passes import resolve_passes
-
-    single = not isinstance(outputs, (list, tuple))
-    outs = [outputs] if single else list(outputs)
-    fgraph = FunctionGraph(inputs, outs)
-    for pass_ in resolve_passes(None):
-        pass_(fgraph)
-    return Function(inputs, outs, fgraph, "cuda-emulated", EmulatedFunction(fgraph), single)
+def emulate(monkeypatch) -> None:
+    """Make ``backend="cuda"`` functions run here: a fake CuPy, a "device", and kernels in the emulation."""
+    monkeypatch.setitem(sys.modules, "cupy", FakeCupy())
+    monkeypatch.setenv("SYMEXPR_CUDA_ARCH", "sm_80")
+    monkeypatch.setattr(runtime, "device_available", lambda: True)
+    monkeypatch.setattr(CUDAModule, "loaded", lambda self: EmulatedLoaded(self))

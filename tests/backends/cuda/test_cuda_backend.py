@@ -10,7 +10,9 @@ a CUDA device.
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -35,14 +37,32 @@ def _compile(build, dtype, arch="sm_80"):
     return f, inputs
 
 
+@pytest.fixture(scope="module")
+def cubins():
+    """``(graph, arch) -> (source, cubin, log)`` for every graph and checked architecture.
+
+    Compiled up front on a thread per core (NVRTC releases the GIL), then
+    checked one test per pair.
+    """
+    sources = {graph: _compile(*GRAPHS[graph])[0].source for graph in GRAPHS}
+    pairs = [(graph, arch) for graph in GRAPHS for arch in nvrtc.CHECKED_ARCHS]
+
+    def one(pair):
+        try:
+            return pair, (sources[pair[0]], *nvrtc.compile_cubin(sources[pair[0]], pair[1]))
+        except nvrtc.CUDACompileError as exc:
+            return pair, (sources[pair[0]], None, str(exc))
+
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        return dict(pool.map(one, pairs))
+
+
 @pytest.mark.parametrize("arch", nvrtc.CHECKED_ARCHS)
 @pytest.mark.parametrize("graph", list(GRAPHS))
-def test_every_kernel_compiles_to_cubin_without_warnings(graph, arch):
-    build, dtype = GRAPHS[graph]
-    f, _ = _compile(build, dtype)
-    source = f.source
+def test_every_kernel_compiles_to_cubin_without_warnings(cubins, graph, arch):
+    source, cubin, log = cubins[(graph, arch)]
     assert '__global__' in source
-    cubin, log = nvrtc.compile_cubin(source, arch)
+    assert cubin is not None, log
     assert cubin[:4] == b"\x7fELF", "NVRTC did not produce a cubin"
     assert log == "", f"{graph} on {arch}: NVRTC warnings\n{log}"
 
@@ -117,14 +137,20 @@ EMULATED = ["scalar-float16", "scalar-float32", "scalar-float64", "scalar-int8",
             "nn-float32", "nn-float16", "nn-float64"]
 
 
+@pytest.fixture(scope="module")
+def emulated_builds():
+    """Compile the emulated graphs' C++ up front, a thread per core (the tests then find it built)."""
+    modules = [_compile(*GRAPHS[graph])[0]._compiled._latest().module for graph in EMULATED]
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        list(pool.map(emulator.build, modules))
+
+
 @pytest.mark.skipif(emulator.compiler() is None, reason="no C++ compiler for the CPU emulation")
 @pytest.mark.parametrize("graph", EMULATED)
-def test_kernels_match_numpy_in_the_cpu_emulation(graph):
+def test_kernels_match_numpy_in_the_cpu_emulation(monkeypatch, emulated_builds, graph):
+    emulator.emulate(monkeypatch)
     build, dtype = GRAPHS[graph]
-    inputs, outputs = build(dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        f = emulator.emulated_function(inputs, outputs)
+    f, inputs = _compile(build, dtype)
     ref = se.function(*build(dtype), backend="numpy", passes="none")
     args = kernel_graph_inputs(inputs, np.random.default_rng(7))
     with np.errstate(all="ignore"):
@@ -136,3 +162,27 @@ def test_kernels_match_numpy_in_the_cpu_emulation(graph):
             np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=f"{graph} output {i}")
         else:
             np.testing.assert_array_equal(g, w, err_msg=f"{graph} output {i}")
+
+
+@pytest.mark.skipif(emulator.compiler() is None, reason="no C++ compiler for the CPU emulation")
+def test_host_steps_and_outputs_in_the_cpu_emulation(monkeypatch):
+    """The runtime around the kernels: a host step between kernels, one value returned twice, symbolic shapes."""
+    emulator.emulate(monkeypatch)
+    a, b = se.matrix("a", dtype="float32"), se.matrix("b", dtype="float32")
+    h = se.exp(a) @ b  # exp on the device, the matmul on the host (named in a warning), softmax on the device
+    s = se.softmax(h, axis=-1)
+    with pytest.warns(UserWarning, match="runs on the host"):
+        f = se.function([a, b], [s, h, s], backend="cuda")
+    rng = np.random.default_rng(3)
+    for shape in ((3, 5, 4), (7, 2, 9)):
+        av = rng.standard_normal(shape[:2]).astype(np.float32)
+        bv = rng.standard_normal(shape[1:]).astype(np.float32)
+        got = f(av, bv)
+        want_h = np.exp(av) @ bv
+        want_s = np.exp(want_h - want_h.max(-1, keepdims=True))
+        want_s /= want_s.sum(-1, keepdims=True)
+        np.testing.assert_allclose(got[1], want_h, rtol=1e-5)
+        np.testing.assert_allclose(got[0], want_s, rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(got[0], got[2])
+        assert got[0] is not got[2]
+    assert f._compiled.compilations == 1
