@@ -8,8 +8,9 @@ only NVRTC, so it happens at ``function()`` time on any machine, and
 ``f.source`` shows the CUDA C; calling needs a CUDA device (CuPy arrays in
 and out; NumPy arguments are copied to the device).
 
-Not yet on the GPU: matrix products, int8 GEMMs and fused attention run as
-host steps (NumPy on copies), each named in a warning at ``function()`` time.
+Float matrix products run through cuBLAS (``cupy.matmul``).  Not yet on the
+GPU: int8 GEMMs and fused attention run as host steps (NumPy on copies), each
+named in a warning at ``function()`` time.
 The GPU path has been compiled (cubin for sm_80 and sm_90a) but not run on
 a device; see docs/cuda-backend.md.
 """
@@ -20,7 +21,7 @@ import warnings
 
 from symexpr.backends.cuda import codegen, nvrtc, runtime
 from symexpr.kernel import lower_quant, lowerings  # noqa: F401  (registers the op lowerings)
-from symexpr.kernel.ir import HostStep, LoopKernel
+from symexpr.kernel.ir import GemmKernel, HostStep, LoopKernel
 from symexpr.kernel.semantics import supported as scalar_supported
 from symexpr.ops.attention import Attention
 from symexpr.ops.matmul import MatMul
@@ -74,8 +75,10 @@ class CUDAFunction(ShapeDispatcher):
         super().__init__(fgraph)
 
     def supports(self, op, arg_dtypes) -> bool:
-        """Scalar ops per the shared lowering; matmul, int8 GEMMs and attention are not on the GPU yet."""
-        if isinstance(op, (MatMul, QLinear, Attention)):
+        """Scalar ops per the shared lowering; float matmuls through cuBLAS; int8 GEMMs and attention not yet."""
+        if isinstance(op, MatMul):
+            return True  # float GEMMs run as cuBLAS calls (cupy.matmul); the lowering sends the rest to the host
+        if isinstance(op, (QLinear, Attention)):
             return False
         return scalar_supported(op, arg_dtypes)
 
@@ -85,6 +88,8 @@ class CUDAFunction(ShapeDispatcher):
             if isinstance(step, LoopKernel):
                 segments.append([i])
                 schedule.append(("native", len(segments) - 1))
+            elif isinstance(step, GemmKernel):
+                schedule.append(("gemm", step))
             else:
                 schedule.append(("host", step))
         self._warn_host_steps(plan)

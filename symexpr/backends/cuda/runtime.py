@@ -126,6 +126,8 @@ class CUDAExecutable:
                 native += 1
                 kargs = [buffers[b] for b in info.buffers] + [np.int64(self.params[i]) for i in info.params]
                 kernel((_grid(info, self.params),), (BLOCK,), tuple(kargs))
+            elif kind == "gemm":
+                _gemm(item, buffers)
             else:
                 host_args = [cupy.asnumpy(a) for a in args]
                 host_outs = [cupy.asnumpy(o) for o in outs]
@@ -135,3 +137,22 @@ class CUDAExecutable:
                     out.set(host)
                 arena.set(host_arena)
         return [outs[i] for i in self.out_slots]
+
+
+def _strided(flat, access, shape):
+    from cupy.lib.stride_tricks import as_strided
+
+    itemsize = flat.dtype.itemsize
+    return as_strided(flat[access.offset :], shape=shape, strides=tuple(int(s) * itemsize for s in access.strides))
+
+
+def _gemm(step, buffers) -> None:
+    """A :class:`~symexpr.kernel.ir.GemmKernel` (concrete sizes) as one batched cuBLAS call."""
+    import cupy
+
+    batch = tuple(int(b) for b in step.batch)
+    m, n, k = int(step.m), int(step.n), int(step.k)
+    a = _strided(buffers[step.a.buffer].reshape(-1), step.a, batch + (m, k))
+    b = _strided(buffers[step.b.buffer].reshape(-1), step.b, batch + (k, n))
+    c = _strided(buffers[step.c.buffer].reshape(-1), step.c, batch + (m, n))
+    c[...] = cupy.matmul(a, b)

@@ -166,6 +166,12 @@ class FakeCupy(types.ModuleType):
     def asnumpy(a):
         return np.array(a)
 
+    @staticmethod
+    def matmul(a, b):
+        return np.matmul(a, b).view(FakeDeviceArray)
+
+    lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(as_strided=np.lib.stride_tricks.as_strided))
+
 
 class EmulatedKernel:
     """Launches one generated kernel in the emulation; called like a CuPy kernel ``(grid, block, args)``."""
@@ -189,7 +195,10 @@ class EmulatedLoaded:
 
 def emulate(monkeypatch) -> None:
     """Make ``backend="cuda"`` functions run here: a fake CuPy, a "device", and kernels in the emulation."""
-    monkeypatch.setitem(sys.modules, "cupy", FakeCupy())
+    fake = FakeCupy()
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setitem(sys.modules, "cupy.lib", fake.lib)
+    monkeypatch.setitem(sys.modules, "cupy.lib.stride_tricks", fake.lib.stride_tricks)
     monkeypatch.setenv("SYMEXPR_CUDA_ARCH", "sm_80")
     monkeypatch.setattr(runtime, "device_available", lambda: True)
     monkeypatch.setattr(CUDAModule, "loaded", lambda self: EmulatedLoaded(self))

@@ -92,9 +92,9 @@ def test_nvrtc_errors_carry_the_log():
 
 
 def test_host_fallback_is_named_in_a_warning():
-    a, b = se.matrix("a", dtype="float32"), se.matrix("b", dtype="float32")
+    a, b = se.matrix("a", dtype="int32"), se.matrix("b", dtype="int32")
     with pytest.warns(UserWarning, match="(?i)backend 'cuda': matmul.* runs on the host"):
-        se.function([a, b], se.exp(a @ b), backend="cuda")
+        se.function([a, b], a @ b + 1, backend="cuda")
 
 
 @pytest.mark.skipif(runtime.device_available(), reason="a CUDA device is present")
@@ -169,10 +169,12 @@ def test_host_steps_and_outputs_in_the_cpu_emulation(monkeypatch):
     """The runtime around the kernels: a host step between kernels, one value returned twice, symbolic shapes."""
     emulator.emulate(monkeypatch)
     a, b = se.matrix("a", dtype="float32"), se.matrix("b", dtype="float32")
-    h = se.exp(a) @ b  # exp on the device, the matmul on the host (named in a warning), softmax on the device
-    s = se.softmax(h, axis=-1)
+    h = se.exp(a) @ b  # exp on the device, the matmul through cuBLAS, argmax on the host, softmax on the device
+    s = se.softmax(h, axis=-1) + se.cast(se.argmax(h, axis=-1), "float32")[:, None]
     with pytest.warns(UserWarning, match="runs on the host"):
         f = se.function([a, b], [s, h, s], backend="cuda")
+    kinds = {kind for kind, _ in f._compiled._latest().executable.schedule}
+    assert kinds == {"native", "gemm", "host"}, kinds
     rng = np.random.default_rng(3)
     for shape in ((3, 5, 4), (7, 2, 9)):
         av = rng.standard_normal(shape[:2]).astype(np.float32)
@@ -181,6 +183,7 @@ def test_host_steps_and_outputs_in_the_cpu_emulation(monkeypatch):
         want_h = np.exp(av) @ bv
         want_s = np.exp(want_h - want_h.max(-1, keepdims=True))
         want_s /= want_s.sum(-1, keepdims=True)
+        want_s += want_h.argmax(-1)[:, None]
         np.testing.assert_allclose(got[1], want_h, rtol=1e-5)
         np.testing.assert_allclose(got[0], want_s, rtol=1e-5, atol=1e-7)
         np.testing.assert_array_equal(got[0], got[2])
