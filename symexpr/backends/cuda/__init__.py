@@ -8,9 +8,10 @@ only NVRTC, so it happens at ``function()`` time on any machine, and
 ``f.source`` shows the CUDA C; calling needs a CUDA device (CuPy arrays in
 and out; NumPy arguments are copied to the device).
 
-Float matrix products run through cuBLAS (``cupy.matmul``).  Not yet on the
-GPU: int8 GEMMs and fused attention run as host steps (NumPy on copies), each
-named in a warning at ``function()`` time.
+Float matrix products run through cuBLAS (``cupy.matmul``), int8 GEMMs
+(``QLinear``, with their fused epilogues) as ``__dp4a`` kernels.  Not yet on
+the GPU: fused attention runs as a host step (NumPy on copies), named in a
+warning at ``function()`` time.
 The GPU path has been compiled (cubin for sm_80 and sm_90a) but not run on
 a device; see docs/cuda-backend.md.
 """
@@ -21,7 +22,7 @@ import warnings
 
 from symexpr.backends.cuda import codegen, nvrtc, runtime
 from symexpr.kernel import lower_quant, lowerings  # noqa: F401  (registers the op lowerings)
-from symexpr.kernel.ir import GemmKernel, HostStep, LoopKernel
+from symexpr.kernel.ir import GemmKernel, HostStep, LoopKernel, QGemmKernel
 from symexpr.kernel.semantics import supported as scalar_supported
 from symexpr.ops.attention import Attention
 from symexpr.ops.matmul import MatMul
@@ -75,17 +76,19 @@ class CUDAFunction(ShapeDispatcher):
         super().__init__(fgraph)
 
     def supports(self, op, arg_dtypes) -> bool:
-        """Scalar ops per the shared lowering; float matmuls through cuBLAS; int8 GEMMs and attention not yet."""
+        """Scalar ops per the shared lowering; float matmuls through cuBLAS; int8 GEMMs; attention not yet."""
         if isinstance(op, MatMul):
             return True  # float GEMMs run as cuBLAS calls (cupy.matmul); the lowering sends the rest to the host
-        if isinstance(op, (QLinear, Attention)):
+        if isinstance(op, QLinear):
+            return True  # int8 GEMMs with __dp4a (see codegen._QGemmWriter)
+        if isinstance(op, Attention):
             return False
         return scalar_supported(op, arg_dtypes)
 
     def schedule(self, plan):
         segments, schedule = [], []
         for i, step in enumerate(plan.steps):
-            if isinstance(step, LoopKernel):
+            if isinstance(step, (LoopKernel, QGemmKernel)):
                 segments.append([i])
                 schedule.append(("native", len(segments) - 1))
             elif isinstance(step, GemmKernel):

@@ -1,4 +1,4 @@
-"""CUDA C for the loop kernels of a plan template.
+"""CUDA C for the loop kernels and int8 GEMMs of a plan template.
 
 Each :class:`~symexpr.kernel.ir.LoopKernel` becomes one ``__global__``
 function taking a typed pointer per buffer it touches and, by value, the
@@ -34,7 +34,7 @@ import numpy as np
 from symexpr.backends.cuda import render
 from symexpr.backends.cuda.render import C_TYPES, MEMORY_TYPES, c_type, literal
 from symexpr.kernel import semantics
-from symexpr.kernel.ir import LoopKernel
+from symexpr.kernel.ir import LoopKernel, QGemmKernel
 from symexpr.kernel.prims import PrimBuilder, is_float, prune, register_dtype
 from symexpr.kernel.template import Param
 
@@ -137,48 +137,53 @@ class _KernelWriter:
         self._body(p, phase, index, depth)
         loads, rest = self._load_lines, self.lines[start:]
         text = "\n".join(rest)
-        used = [line for name, line in loads if re.search(rf"\b{name}\b", text)]
+        used = ["    " * depth + line for name, line in loads if re.search(rf"\b{name}\b", text)]
         self.lines[start:] = used + rest
 
-    def _body(self, p, phase, index, depth) -> None:
-        values = {}
-        self._load_lines = []
-        for k, access in enumerate(phase.loads):
-            dtype = self.dtype(access.buffer)
-            raw = self.address(access, index)
-            name = self.fresh("ld")
-            if dtype == "float16":
-                expr = f"se_f16_value({raw})"
-            elif dtype == "bool":
-                expr = f"({raw} != 0)"
-            else:
-                expr = raw
-            self._load_lines.append((name, "    " * depth + f"const {c_type(dtype)} {name} = {expr};"))
-            values[("load", k)] = (name, dtype)
+    def load(self, access, index) -> tuple:
+        """``(name, dtype)`` of the register value at ``access``; its line goes in with :meth:`body`'s loads."""
+        dtype = self.dtype(access.buffer)
+        raw = self.address(access, index)
+        name = self.fresh("ld")
+        if dtype == "float16":
+            expr = f"se_f16_value({raw})"
+        elif dtype == "bool":
+            expr = f"({raw} != 0)"
+        else:
+            expr = raw
+        self._load_lines.append((name, f"const {c_type(dtype)} {name} = {expr};"))
+        return name, dtype
 
-        def operand(ref):
-            if ref[0] == "acc":
-                return f"acc{ref[1]}_{ref[2]}", self.kernel.phases[ref[1]].accumulators[ref[2]].dtype
-            if ref[0] == "size":
-                return self.cast(_num(ref[1]), "int64", ref[2], depth), ref[2]
-            return values[ref]
+    def store(self, access, index, expr, vdtype, depth) -> None:
+        dtype = self.dtype(access.buffer)
+        expr = self.cast(expr, vdtype, dtype, depth)
+        if dtype == "float16":
+            expr = f"se_f16_bits({expr})"
+        elif dtype == "bool":
+            expr = f"(unsigned char){expr}"
+        self.emit(f"{self.address(access, index)} = {expr};", depth)
 
+    def program(self, program, operand, depth):
+        """Emit kernel-IR ``program``; ``operand(ref)`` gives ``(C expression, dtype)`` of its external references.
+
+        Returns ``value(ref)``: ``(C expression, dtype)`` of any reference (a
+        result ``("tmp", j)``, a literal, or an external one).
+        """
         seen: dict = {}
 
         def dtype_of(ref):
             seen[ref] = operand(ref)
             return seen[ref][1]
 
-        lowered = semantics.lower_program(phase.program, dtype_of, render.CAPABILITIES)
+        lowered = semantics.lower_program(program, dtype_of, render.CAPABILITIES)
         names = [self.fresh() for _ in lowered.prims]
         for line in render.render_prims(lowered.prims, names, lambda r: seen[r][0]):
             self.emit(line, depth)
 
         def value(ref):
-            """(C expression, dtype) of a reference in the phase's accumulators or stores."""
             if ref[0] == "tmp":
                 result = lowered.results[ref[1]]
-                dtype = phase.program[ref[1]].dtype
+                dtype = program[ref[1]].dtype
                 if result[0] == "tmp":
                     return names[result[1]], dtype
                 if result[0] == "const":
@@ -189,20 +194,27 @@ class _KernelWriter:
             found = seen.get(ref)
             return found if found is not None else operand(ref)
 
+        return value
+
+    def _body(self, p, phase, index, depth) -> None:
+        self._load_lines = []
+        values = {("load", k): self.load(access, index) for k, access in enumerate(phase.loads)}
+
+        def operand(ref):
+            if ref[0] == "acc":
+                return f"acc{ref[1]}_{ref[2]}", self.kernel.phases[ref[1]].accumulators[ref[2]].dtype
+            if ref[0] == "size":
+                return self.cast(_num(ref[1]), "int64", ref[2], depth), ref[2]
+            return values[ref]
+
+        value = self.program(phase.program, operand, depth)
         for k, acc in enumerate(phase.accumulators):
             expr, vdtype = value(acc.value)
             expr = self.cast(expr, vdtype, acc.dtype, depth)
             var = f"acc{p}_{k}"
             self.emit(f"{var} = {_combine(acc.kind, acc.dtype, var, expr)};", depth)
         for access, ref in phase.stores:
-            expr, vdtype = value(ref)
-            dtype = self.dtype(access.buffer)
-            expr = self.cast(expr, vdtype, dtype, depth)
-            if dtype == "float16":
-                expr = f"se_f16_bits({expr})"
-            elif dtype == "bool":
-                expr = f"(unsigned char){expr}"
-            self.emit(f"{self.address(access, index)} = {expr};", depth)
+            self.store(access, index, *value(ref), depth)
 
     # -- loops ---------------------------------------------------------------------------
     def decompose(self, flat: str, extents, stem: str, depth) -> list[str]:
@@ -284,6 +296,78 @@ class _KernelWriter:
         self.emit("__syncthreads(); }", depth + 1)
 
 
+class _QGemmWriter(_KernelWriter):
+    """An int8 contraction (:class:`~symexpr.kernel.ir.QGemmKernel`) with ``__dp4a``: a thread per output element.
+
+    The packed weight's layout (``[n_pad / 16][ceil(k / 4)][16][4]``) gives
+    each column's four K values of a group as one 32-bit word, and a warp's
+    consecutive columns consecutive words.  ``__dp4a`` multiplies signed bytes
+    exactly, so the accumulator needs no ``+128`` compensation.  The epilogue
+    is the CPU kernel's: ``float(acc) * sx[i] * sw[j] (+ bias[j])`` in that
+    order (no contraction), then the ``post`` program.
+    """
+
+    def __init__(self, template, kernel, name: str):
+        self.template, self.kernel, self.name = template, kernel, name
+        self.lines, self.counter = [], 0
+        self.buffers = list(dict.fromkeys(a.buffer for role, a in kernel.accesses() if role != "comp"))
+        self.stored = {kernel.out.buffer}
+        found: dict = {}
+        _params_of(tuple(a for role, a in kernel.accesses() if role != "comp") + (kernel.m, kernel.n, kernel.k), found)
+        self.params = tuple(sorted(found))
+        self.mapping = "flat"
+
+    def write(self) -> str:
+        q = self.kernel
+        args = [f"{'' if buf in self.stored else 'const '}{MEMORY_TYPES[self.dtype(buf)]}* __restrict__ b{buf}"
+                for buf in self.buffers]
+        args += [f"const long long p{i}" for i in self.params]
+        self.emit(f'extern "C" __global__ void __launch_bounds__({BLOCK}) {self.name}({", ".join(args)}) {{', 0)
+        n, k = _num(q.n), _num(q.k)
+        self.emit(f"const long long n = {n}, k = {k}, groups = (k + 3) / 4;", 1)
+        self.emit(f"const int* __restrict__ w = (const int*)(b{q.w.buffer}{' + ' + _num(q.w.offset) if q.w.offset else ''});", 1)
+        self.emit(f"for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < {_num(q.m)} * n; "
+                  "t += (long long)gridDim.x * blockDim.x) {", 1)
+        self.emit("const long long i = t / n, j = t % n;", 2)
+        x_row = self.address(q.x, ["i", "0"]).replace("[", " + ", 1).rstrip("]")
+        self.emit(f"const signed char* __restrict__ x = {x_row};", 2)
+        self.emit("const int* __restrict__ wj = w + (j / 16) * groups * 16 + (j % 16);", 2)
+        self.emit("int acc = 0;", 2)
+        self.emit("for (long long g = 0; g < groups; ++g) {", 2)
+        self.emit("unsigned x4 = 0;", 3)
+        self.emit("for (int b = 0; b < 4; ++b) if (4 * g + b < k) x4 |= (unsigned)(unsigned char)x[4 * g + b] << (8 * b);", 3)
+        self.emit("acc = __dp4a((int)x4, wj[g * 16], acc);", 3)
+        self.emit("}", 2)
+        if q.epilogue == "int32":
+            self.emit(f"{self.address(q.out, ['i', 'j'])} = acc;", 2)
+        else:
+            self._load_lines = []
+            sx, _ = self.load(q.sx, ["i"])
+            sw, _ = self.load(q.sw, ["j"])
+            for _, line in self._load_lines:
+                self.emit(line, 2)
+            self.emit(f"float y = (float)acc * {sx};", 2)
+            self.emit(f"y = y * {sw};", 2)
+            if q.bias is not None:
+                self._load_lines = []
+                bias, _ = self.load(q.bias, ["j"])
+                self.emit(self._load_lines[0][1], 2)
+                self.emit(f"y = y + {bias};", 2)
+            result = ("y", "float32")
+            if q.post:
+                self._load_lines = []
+                values = {("load", 0): ("y", "float32")}
+                for number, access in enumerate(q.post_loads, 1):
+                    values[("load", number)] = self.load(access, ["i", "j"])
+                for _, line in self._load_lines:
+                    self.emit(line, 2)
+                result = self.program(q.post, values.__getitem__, 2)(q.post_result)
+            self.store(q.out, ["i", "j"], *result, 2)
+        self.emit("}", 1)
+        self.emit("}", 0)
+        return "\n".join(self.lines)
+
+
 def _reduce_type(dtype: str) -> str:
     """The C type a block reduction shuffles: 4- and 8-byte types as themselves, narrower ones as int."""
     if dtype == "float16":
@@ -315,8 +399,12 @@ def generate_module(template, steps) -> tuple[str, list[KernelInfo]]:
     for n, i in enumerate(steps):
         kernel = template.steps[i]
         name = f"k{n}_{kernel.name.split('_', 1)[-1]}"
-        writer = _KernelWriter(template, kernel, name)
+        if isinstance(kernel, QGemmKernel):
+            writer = _QGemmWriter(template, kernel, name)
+            outer, inner = (kernel.m, kernel.n), ()
+        else:
+            writer = _KernelWriter(template, kernel, name)
+            outer, inner = tuple(kernel.outer), tuple(kernel.phases[0].inner) if kernel.phases else ()
         parts.append(writer.write())
-        infos.append(KernelInfo(name, tuple(writer.buffers), writer.params, writer.mapping,
-                                tuple(kernel.outer), tuple(kernel.phases[0].inner) if kernel.phases else ()))
+        infos.append(KernelInfo(name, tuple(writer.buffers), writer.params, writer.mapping, outer, inner))
     return "\n\n".join(parts) + "\n", infos

@@ -67,6 +67,10 @@ template <typename T> T __shfl_down_sync(unsigned, T v, int off) {
     se_warp_barrier[warp]->arrive_and_wait();
     return r;
 }
+inline int __dp4a(int a, int b, int c) {
+    for (int q = 0; q < 4; ++q) c += (int)(signed char)(a >> (8 * q)) * (int)(signed char)(b >> (8 * q));
+    return c;
+}
 template <typename To, typename From> inline To se_bits(From x) { To y; std::memcpy(&y, &x, sizeof(To)); return y; }
 inline int __float_as_int(float x) { return se_bits<int>(x); }
 inline unsigned __float_as_uint(float x) { return se_bits<unsigned>(x); }

@@ -25,8 +25,8 @@ from symexpr.testing.asserts import default_tolerances
 pytestmark = pytest.mark.skipif(not nvrtc.available(), reason="NVRTC is not installed (pip install 'symexpr[cuda]')")
 needs_gpu = pytest.mark.skipif(not runtime.device_available(), reason="no CUDA device")
 
-#: Graphs whose kernels are all CUDA kernels today (attention and int8 GEMMs still run on the host).
-GRAPHS = {name: spec for name, spec in KERNEL_GRAPHS.items() if not name.startswith(("attention", "qlinear"))}
+#: Graphs whose kernels are all CUDA kernels today (attention still runs on the host).
+GRAPHS = {name: spec for name, spec in KERNEL_GRAPHS.items() if not name.startswith("attention")}
 
 
 def _compile(build, dtype, arch="sm_80"):
@@ -134,7 +134,7 @@ import emulator  # noqa: E402
 #: (float16 conversions, float64, signed and unsigned integers, bool), every reduction, the nn ops.
 EMULATED = ["scalar-float16", "scalar-float32", "scalar-float64", "scalar-int8", "scalar-uint16", "scalar-int64",
             "scalar-uint64", "scalar-bool", "reduce-float32", "reduce-int32", "reduce-uint8", "reduce-bool",
-            "nn-float32", "nn-float16", "nn-float64"]
+            "nn-float32", "nn-float16", "nn-float64", "qlinear-epilogue"]
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +189,27 @@ def test_host_steps_and_outputs_in_the_cpu_emulation(monkeypatch):
         np.testing.assert_array_equal(got[0], got[2])
         assert got[0] is not got[2]
     assert f._compiled.compilations == 1
+
+
+@pytest.mark.skipif(emulator.compiler() is None, reason="no C++ compiler for the CPU emulation")
+@pytest.mark.parametrize("k", [1, 7, 64, 130])
+def test_int8_gemm_is_exact_in_the_cpu_emulation(monkeypatch, k):
+    """int32 results equal NumPy's integer matmul bit for bit (8-bit weights, K not a multiple of 4, strided rows),
+    and the scaled epilogue with a bias matches the reference's order of roundings."""
+    from symexpr.ops import quant as Q
+
+    emulator.emulate(monkeypatch)
+    rng = np.random.default_rng(k)
+    w = rng.integers(-127, 128, (k, 37)).astype(np.int8)
+    sw = rng.uniform(0.01, 0.1, 37).astype(np.float32)
+    bias = rng.standard_normal(37).astype(np.float32)
+    xq, sx = se.tensor("xq", "int8", (None, None)), se.tensor("sx", "float32", (None, 1))
+    outs = [Q.qlinear(xq, w), Q.qlinear(xq, w, sx, sw, bias)]
+    f = se.function([xq, sx], outs, backend="cuda")
+    ref = se.function([xq, sx], outs, backend="numpy")
+    for m in (1, 5, 33):
+        x = rng.integers(-128, 128, (m, 2 * k)).astype(np.int8)[:, ::2]  # a row stride of 2k bytes
+        s = rng.uniform(0.01, 0.1, (m, 1)).astype(np.float32)
+        got, want = f(x, s), ref(x, s)
+        np.testing.assert_array_equal(got[0], x.astype(np.int32) @ w.astype(np.int32))
+        np.testing.assert_array_equal(got[1], want[1])
