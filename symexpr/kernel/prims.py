@@ -29,7 +29,8 @@ arithmetic wraps; shifts take amounts below the width):
 ``and or xor not``
     bitwise on integers, logical on bool
 ``shl lshr ashr``
-    shifts (logical / arithmetic right)
+    shifts: left, logical right, arithmetic right (the sign bit copied, whatever
+    the dtype's signedness)
 ``fneg fabs sqrt floor ceil rint copysign fma``
     float operations: ``rint`` rounds half to even, ``fma(a, b, c) = a*b + c``
     rounded once
@@ -164,6 +165,8 @@ class PrimBuilder:
             raise ValueError(f"primitive {op} takes {PRIMITIVES[op]} operand(s), got {len(args)}")
         if dtype is None:
             dtype = "bool" if op in COMPARISONS else self.dtype(args[-1])
+        if op == "convert" and dtype == "bool" and self.dtype(args[0]) != "bool":
+            raise ValueError("convert to bool is not a primitive: compare with zero (ne) instead")
         key = (op, tuple(("const", repr(a[1]), a[2]) if a[0] == "const" else a for a in args), dtype)
         found = self._memo.get(key)
         if found is not None:

@@ -4,8 +4,10 @@
 (:class:`~symexpr.kernel.ir.Instr` s) into :class:`~symexpr.kernel.prims.Prim` s
 with NumPy's rules dtype for dtype: each ufunc computes in NumPy's loop dtype
 (``np.add`` of int8 and float32 in float32), float -> integer casts behave
-like x86's truncating conversions (out of range or NaN gives the minimum,
-as NumPy's C casts do there), integer division by zero gives 0 and
+like x86's truncating conversions (a value out of range, or NaN, gives the
+conversion's "integer indefinite", the minimum of int32 or int64, then wraps
+to the target: what NumPy's C casts give on x86 for signed targets; for
+unsigned ones C leaves it undefined and NumPy's results vary), integer division by zero gives 0 and
 ``MIN // -1`` wraps, ``maximum``/``minimum`` propagate NaN and break ties as
 NumPy does, float16 results are rounded once per op, and the math functions
 come from :mod:`symexpr.kernel.mathfns`.  Code generators render the result

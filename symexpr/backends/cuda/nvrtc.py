@@ -18,8 +18,11 @@ DEFAULT_ARCH = "sm_80"
 #: Architectures CI compile-checks every kernel for (A100-class and H100-class).
 CHECKED_ARCHS = ("sm_80", "sm_90a")
 #: Options of every compile: no contraction of a*b+c into fma (the lowering decides each
-#: rounding), IEEE division and square root, no flush of subnormals to zero.
-OPTIONS = ("--fmad=false", "--prec-div=true", "--prec-sqrt=true", "--ftz=false", "-std=c++17")
+#: rounding), IEEE division and square root, no flush of subnormals to zero.  Two diagnostics
+#: are about code that is right as generated: #39 "division by zero" (``x / 0.0`` is inf or NaN,
+#: as NumPy gives) and #186 "pointless comparison of unsigned integer with zero" (``minimum(u, 0)``).
+OPTIONS = ("--fmad=false", "--prec-div=true", "--prec-sqrt=true", "--ftz=false", "-std=c++17",
+           "-diag-suppress=39,186")
 
 
 class CUDACompileError(RuntimeError):

@@ -4,8 +4,9 @@ NumPy's semantics and the math functions are lowered once, for every
 backend, into primitives (:mod:`symexpr.kernel.semantics`); this module
 writes each primitive as one CUDA C statement.  The code needs no CUDA
 headers: math through NVRTC's built-in device functions (``fmaf``,
-``sqrtf``, ...), float16 conversions through inline PTX (``cvt.rn.f16.f32``),
-bit casts through ``__float_as_int`` and friends.  Kernels are compiled with
+``sqrtf``, ...), float16 conversions in integer code (PTX's ``cvt.rn.f16.f32``
+would lose a NaN's sign and payload), bit casts through ``__float_as_int`` and
+friends.  Kernels are compiled with
 ``--fmad=false`` so that no multiply and add are contracted behind the
 lowering's back (the math library's error-free transformations rely on
 each rounding), and integer arithmetic is done in unsigned types, where C
@@ -18,11 +19,11 @@ import math
 
 import numpy as np
 
-from symexpr.kernel.prims import COMPARISONS, is_float
+from symexpr.kernel.prims import COMPARISONS, PrimBuilder, is_float
 
-#: Optional primitives (:data:`symexpr.kernel.prims.OPTIONAL`) CUDA has natively: PTX's
-#: ``cvt.rn.f16.f32`` / ``cvt.f32.f16`` and ``rintf``.  float64 -> float16 uses the shared
-#: integer code, which rounds once.
+#: Optional primitives (:data:`symexpr.kernel.prims.OPTIONAL`) the CUDA renderer has as one call:
+#: ``rintf``, and float32 <-> float16 through the device helpers of :data:`PRELUDE` (the shared
+#: integer expansions, which keep NumPy's NaNs).  float64 -> float16 is expanded inline (it rounds once).
 CAPABILITIES = frozenset(("f16_from_f32", "f16_to_f32", "rint"))
 
 C_TYPES = {
@@ -107,10 +108,11 @@ def expression(p, a: list) -> str:
         if op == "shl":
             return f"({t})(({w}){a[0]} << {a[1]})"
         return f"({t})((({w}){a[0]}{mask}) >> {a[1]})"
-    if op == "ashr":
-        return f"({t})({a[0]} >> {a[1]})"
+    if op == "ashr":  # arithmetic whatever the dtype's signedness: shift the signed type of its width
+        signed = c_type(dt.replace("uint", "int"))
+        return f"({t})(({signed}){a[0]} >> {a[1]})"
     if op == "fneg":
-        return f"-{a[0]}"
+        return f"-({a[0]})"
     if op in _FLOAT_FUNCTIONS:
         name = _FLOAT_FUNCTIONS[op] + ("f" if dt == "float32" else "")
         return f"{name}({', '.join(a)})"
@@ -146,28 +148,6 @@ def _bitcast(x: str, src: str, dst: str) -> str:
     return f"({C_TYPES[dst]}){x}"  # integers of one width: the same bits
 
 
-#: Device helpers every module starts with: float16 conversions and NumPy-like max/min for reductions.
-#: ``SYMEXPR_CUDA_EMULATION`` (the tests' CPU emulation of the kernels) supplies its own conversions.
-PRELUDE = r"""
-#ifndef SYMEXPR_CUDA_EMULATION
-__device__ __forceinline__ unsigned short se_f16_bits(float x) {
-    unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x)); return h;
-}
-__device__ __forceinline__ float se_f16_value(unsigned short h) {
-    float x; asm("cvt.f32.f16 %0, %1;" : "=f"(x) : "h"(h)); return x;
-}
-#endif
-template <typename T> __device__ __forceinline__ T se_fmax(T a, T b) {
-    if (a != a || b != b) return a + b;
-    if (a == b) return signbit(a) ? b : a;
-    return a > b ? a : b;
-}
-template <typename T> __device__ __forceinline__ T se_fmin(T a, T b) {
-    if (a != a || b != b) return a + b;
-    if (a == b) return signbit(a) ? a : b;
-    return a < b ? a : b;
-}
-"""
 
 
 def render_prims(prims, names: list, operand) -> list[str]:
@@ -185,3 +165,40 @@ def render_prims(prims, names: list, operand) -> list[str]:
     for j, p in enumerate(prims):
         lines.append(f"const {c_type(p.dtype)} {names[j]} = {expression(p, [val(r) for r in p.args])};")
     return lines
+
+
+#: Device helpers every module starts with: float16 conversions and NumPy-like max/min for reductions.
+def _f16_helpers() -> str:
+    """``se_f16_bits`` / ``se_f16_value``: the shared integer expansions as device functions.
+
+    PTX's ``cvt.rn.f16.f32`` gives a canonical NaN, where NumPy (and x86's
+    F16C) keep a NaN's sign and payload; the expansions round exactly as NumPy
+    does, NaNs included, at the cost of a dozen integer instructions.
+    """
+    out = []
+    for name, ret, arg, build in (
+        ("se_f16_bits", "unsigned short", "float", lambda b: b.f16_bits(("arg", 0))),
+        ("se_f16_value", "float", "unsigned short", lambda b: b.f16_value(("arg", 0))),
+    ):
+        b = PrimBuilder(lambda r, a=arg: "float32" if a == "float" else "uint16")
+        result = build(b)
+        names = [f"t{j}" for j in range(len(b.prims))]
+        body = render_prims(b.prims, names, lambda r: "x")
+        out.append(f"__device__ __forceinline__ {ret} {name}({arg} x) {{\n    " + "\n    ".join(body)
+                   + f"\n    return {names[result[1]]};\n}}")
+    return "\n".join(out)
+
+
+#: Device helpers every module starts with: float16 conversions and NumPy-like max/min for reductions.
+PRELUDE = _f16_helpers() + r"""
+template <typename T> __device__ __forceinline__ T se_fmax(T a, T b) {
+    if (a != a || b != b) return a + b;
+    if (a == b) return signbit(a) ? b : a;
+    return a > b ? a : b;
+}
+template <typename T> __device__ __forceinline__ T se_fmin(T a, T b) {
+    if (a != a || b != b) return a + b;
+    if (a == b) return signbit(a) ? a : b;
+    return a < b ? a : b;
+}
+"""

@@ -6,7 +6,7 @@ execution model a CPU meaning: each block of a launch runs as ``BLOCK_THREADS``
 ``std::thread`` s (two warps), ``__syncthreads()`` is a block barrier,
 ``__shfl_down_sync`` exchanges values through a per-warp buffer between two
 warp barriers, ``__shared__`` variables are statics (blocks run one after
-another), and the float16 conversions use ``_Float16``.  Grids are capped at
+another), and ``__dp4a`` and the bit casts are plain C++.  Grids are capped at
 a few blocks so that the grid-stride loops run more than once.  :func:`emulate`
 puts a NumPy-backed stand-in for CuPy in place, so that the backend's own
 runtime (buffers, launches, host steps, outputs) runs as on a device.
@@ -45,7 +45,6 @@ SHIM = r"""
 #include <thread>
 #include <vector>
 using std::signbit;
-#define SYMEXPR_CUDA_EMULATION 1
 #define __global__
 #define __device__
 #define __forceinline__ inline
@@ -78,8 +77,6 @@ inline float __int_as_float(int x) { return se_bits<float>(x); }
 inline float __uint_as_float(unsigned x) { return se_bits<float>(x); }
 inline long long __double_as_longlong(double x) { return se_bits<long long>(x); }
 inline double __longlong_as_double(long long x) { return se_bits<double>(x); }
-inline unsigned short se_f16_bits(float x) { return se_bits<unsigned short>((_Float16)x); }
-inline float se_f16_value(unsigned short h) { return (float)se_bits<_Float16>(h); }
 template <typename F> void se_launch(unsigned grid, unsigned block, F body) {
     gridDim = {grid, 1, 1};
     blockDim = {block, 1, 1};

@@ -86,6 +86,20 @@ def test_compiles_for_a_forced_architecture(monkeypatch):
         se.function([x], se.tanh(x), backend="cuda")
 
 
+def test_literal_corner_cases_compile_without_warnings():
+    """A negated negative literal (``--2.0f`` would be a decrement), division by a zero literal, a comparison
+    of an unsigned value with 0: none may be an error or a warning, even with no rewrites to fold them."""
+    x, u = se.vector("x", dtype="float32"), se.vector("u", dtype="uint32")
+    d = se.vector("d", dtype="float64")
+    outs = [-se.constant(np.float32(-2.0)) * x, -se.constant(-0.0) * d, x / 0.0, se.minimum(u, np.uint32(0)),
+            se.maximum(u, np.uint32(0))]
+    for passes in ("none", None):
+        source = se.function([x, u, d], outs, backend="cuda", passes=passes).source
+        for arch in nvrtc.CHECKED_ARCHS:
+            cubin, log = nvrtc.compile_cubin(source, arch)
+            assert log == "", log
+
+
 def test_nvrtc_errors_carry_the_log():
     with pytest.raises(nvrtc.CUDACompileError, match="could not compile"):
         nvrtc.compile_cubin('extern "C" __global__ void k() { undefined_thing(); }')
@@ -212,3 +226,28 @@ def test_int8_gemm_is_exact_in_the_cpu_emulation(monkeypatch, k):
         got, want = f(x, s), ref(x, s)
         np.testing.assert_array_equal(got[0], x.astype(np.int32) @ w.astype(np.int32))
         np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.skipif(emulator.compiler() is None, reason="no C++ compiler for the CPU emulation")
+def test_float16_conversions_keep_numpy_bits_in_the_cpu_emulation(monkeypatch):
+    """Every float16 and a sweep of float32 values, NaN payloads and signs included, round-trip as NumPy's do."""
+    emulator.emulate(monkeypatch)
+    h, s = se.vector("h", dtype="float16"), se.vector("s", dtype="float32")
+    f = se.function([h, s], [se.cast(h, "float32"), se.cast(s, "float16")], backend="cuda")
+    every_half = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    rng = np.random.default_rng(5)
+    with np.errstate(invalid="ignore"):
+        singles = np.concatenate([rng.integers(0, 1 << 32, 1 << 16, dtype=np.uint64).astype(np.uint32).view(np.float32),
+                                  every_half.astype(np.float32) * np.float32(1 + 2.0**-11)])  # near ties
+    with np.errstate(all="ignore"):
+        wide, narrow = f(every_half, singles)
+        want_wide, want_narrow = every_half.astype(np.float32), singles.astype(np.float16)
+    # NaNs stay NaNs of the same sign and, where NumPy's is quiet, of the same payload (a signalling NaN comes
+    # out quiet, as F16C's conversions make it; NumPy keeps it signalling)
+    for got, want, quiet in ((wide, want_wide, 0x00400000), (narrow, want_narrow, 0x0200)):
+        bits, want_bits = got.view(f"uint{8 * got.itemsize}"), want.view(f"uint{8 * want.itemsize}")
+        nan = np.isnan(want)
+        np.testing.assert_array_equal(bits[~nan], want_bits[~nan])
+        assert np.isnan(got[nan]).all() and (np.signbit(got[nan]) == np.signbit(want[nan])).all()
+        quiet_nan = nan & ((want_bits & quiet) != 0)
+        np.testing.assert_array_equal(bits[quiet_nan], want_bits[quiet_nan])
