@@ -316,3 +316,26 @@ def kernel_graph_inputs(inputs, rng):
             low = 0 if v.name == "b" else max(info.min, -100)  # b is an exponent: no negative integer powers
             out.append(rng.integers(low, min(info.max, 100), size=shape, endpoint=True).astype(dtype))
     return out
+
+
+def assert_kernel_graph_matches_numpy(f, build, dtype, inputs, label, to_host=np.asarray):
+    """Run compiled ``f`` of kernel graph ``build(dtype)`` on :func:`kernel_graph_inputs` and compare with NumPy.
+
+    Floats within :func:`~symexpr.testing.asserts.default_tolerances`, NaN where
+    NumPy has NaN; everything else exactly.  ``to_host`` turns an output into a
+    NumPy array (``cupy.asnumpy`` for device arrays).
+    """
+    from symexpr.testing.asserts import default_tolerances
+
+    ref = se.function(*build(dtype), backend="numpy", passes="none")
+    args = kernel_graph_inputs(inputs, np.random.default_rng(7))
+    with np.errstate(all="ignore"):
+        got, want = f(*args), ref(*args)
+    for i, (g, w) in enumerate(zip(got, want)):
+        g = to_host(g)
+        assert g.dtype == w.dtype and g.shape == w.shape, f"{label} output {i}"
+        if w.dtype.kind == "f":
+            rtol, atol = default_tolerances(w.dtype, w)
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=f"{label} output {i}")
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=f"{label} output {i}")

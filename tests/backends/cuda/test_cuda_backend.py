@@ -16,11 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from support import KERNEL_GRAPHS, kernel_graph_inputs
+from support import KERNEL_GRAPHS, assert_kernel_graph_matches_numpy
 
 import symexpr as se
 from symexpr.backends.cuda import nvrtc, runtime
-from symexpr.testing.asserts import default_tolerances
 
 pytestmark = pytest.mark.skipif(not nvrtc.available(), reason="NVRTC is not installed (pip install 'symexpr[cuda]')")
 needs_gpu = pytest.mark.skipif(not runtime.device_available(), reason="no CUDA device")
@@ -127,18 +126,7 @@ def test_kernels_match_numpy_on_the_gpu(graph):
 
     build, dtype = GRAPHS[graph]
     f, inputs = _compile(build, dtype)
-    ref = se.function(*build(dtype), backend="numpy", passes="none")
-    args = kernel_graph_inputs(inputs, np.random.default_rng(7))
-    with np.errstate(all="ignore"):
-        got, want = f(*args), ref(*args)
-    for i, (g, w) in enumerate(zip(got, want)):
-        g = cupy.asnumpy(g)
-        assert g.dtype == w.dtype and g.shape == w.shape, f"output {i}"
-        if w.dtype.kind == "f":
-            rtol, atol = default_tolerances(w.dtype, w)
-            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=f"output {i}")
-        else:
-            np.testing.assert_array_equal(g, w, err_msg=f"output {i}")
+    assert_kernel_graph_matches_numpy(f, build, dtype, inputs, graph, to_host=cupy.asnumpy)
 
 
 # -- the kernels run on the CPU (see emulator.py) -----------------------------------------------
@@ -164,17 +152,7 @@ def test_kernels_match_numpy_in_the_cpu_emulation(monkeypatch, emulated_builds, 
     emulator.emulate(monkeypatch)
     build, dtype = GRAPHS[graph]
     f, inputs = _compile(build, dtype)
-    ref = se.function(*build(dtype), backend="numpy", passes="none")
-    args = kernel_graph_inputs(inputs, np.random.default_rng(7))
-    with np.errstate(all="ignore"):
-        got, want = f(*args), ref(*args)
-    for i, (g, w) in enumerate(zip(got, want)):
-        assert g.dtype == w.dtype and g.shape == w.shape, f"output {i}"
-        if w.dtype.kind == "f":
-            rtol, atol = default_tolerances(w.dtype, w)
-            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=f"{graph} output {i}")
-        else:
-            np.testing.assert_array_equal(g, w, err_msg=f"{graph} output {i}")
+    assert_kernel_graph_matches_numpy(f, build, dtype, inputs, graph)
 
 
 @pytest.mark.skipif(emulator.compiler() is None, reason="no C++ compiler for the CPU emulation")

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support import KERNEL_GRAPHS, N_ODD as N, kernel_graph_inputs
+from support import KERNEL_GRAPHS, N_ODD as N, assert_kernel_graph_matches_numpy
 
 import symexpr as se
 from symexpr.backends.llvm import loader, target
-from symexpr.testing.asserts import default_tolerances
 
 #: The x86-64 micro-architecture levels and the server CPUs this project has been seen on.
 TARGETS = ["x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4", "znver3", "znver4", "skylake-avx512", "sapphirerapids"]
@@ -54,17 +53,7 @@ def test_target(monkeypatch, name, graph):
     assert seen[0] <= loader.BOUND_SYMBOLS, f"{name}: unbound {sorted(seen[0] - loader.BOUND_SYMBOLS)}"
     if not runnable:
         return
-    ref = se.function(*build(dtype), backend="numpy", passes="none")
-    args = kernel_graph_inputs(inputs, np.random.default_rng(7))
-    with np.errstate(all="ignore"):
-        got, want = f(*args), ref(*args)
-    for i, (g, w) in enumerate(zip(got, want)):
-        assert g.dtype == w.dtype and g.shape == w.shape, f"output {i}"
-        if w.dtype.kind == "f":
-            rtol, atol = default_tolerances(w.dtype, w)
-            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=f"{name} output {i}")
-        else:
-            np.testing.assert_array_equal(g, w, err_msg=f"{name} output {i}")
+    assert_kernel_graph_matches_numpy(f, build, dtype, inputs, name)
 
 
 def test_forced_target_from_environment(monkeypatch):
