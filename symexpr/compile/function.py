@@ -45,6 +45,8 @@ class Function:
         self._single = single
         # Backends that always return fresh arrays skip the ownership check.
         self._fresh = getattr(compiled, "returns_fresh", False)
+        #: Whether arguments may be GPU arrays (the cuda backend); elsewhere they are refused.
+        self._device_arrays = getattr(compiled, "accepts_device_arrays", False)
         self._side = dict(fgraph.annotations.get("side_outputs", {}))
         self._n_outputs = len(self.outputs)
         self.side_outputs: dict = {}
@@ -98,7 +100,10 @@ class Function:
                 or value.ndim != ndim
                 or (known and value.shape != shape and any(value.shape[i] != d for i, d in known))
             ):
-                checked = [var.type.check_value(v, label) for var, v, label in zip(self.inputs, values, self._labels)]
+                checked = [
+                    var.type.check_value(v, label, self._device_arrays)
+                    for var, v, label in zip(self.inputs, values, self._labels)
+                ]
                 break
         results = self._compiled(checked)
         if self._side:

@@ -95,13 +95,18 @@ class TensorType:
             and all(a is None or b is None or a == b for a, b in zip(self.shape, other.shape))
         )
 
-    def check_value(self, value, what: str = "value"):
+    def check_value(self, value, what: str = "value", device_arrays: bool = False):
         """Check a runtime array against this type; return it as an ndarray.
+
+        With ``device_arrays``, an array in GPU memory (an object with
+        ``__cuda_array_interface__``, such as a CuPy array) is checked the same
+        way and returned as it is.
 
         Raises
         ------
         TypeError
-            If ``value`` is not a NumPy array or scalar, or has another dtype.
+            If ``value`` is not a NumPy array or scalar (or an accepted device
+            array), or has another dtype.
         ValueError
             If its rank or a static dimension differs.
         """
@@ -119,6 +124,12 @@ class TensorType:
             raise TypeError(f"{what}: masked arrays are not supported (the mask would be ignored); pass a plain numpy.ndarray")
         elif isinstance(value, np.ndarray):
             value = np.asarray(value)  # subclasses such as np.matrix become plain arrays
+        elif hasattr(value, "__cuda_array_interface__"):
+            if not device_arrays:
+                raise TypeError(
+                    f"{what}: expected a numpy.ndarray of dtype {self.dtype}, got a GPU array ({type(value).__name__}); "
+                    "this function runs on the CPU: pass a NumPy array (e.g. cupy.asnumpy(x)) or compile with backend='cuda'"
+                )
         else:
             raise TypeError(
                 f"{what}: expected a numpy.ndarray of dtype {self.dtype} and shape "

@@ -5,8 +5,8 @@ same lowering, the same shape dispatch: one module per plan structure) and
 renders its loop kernels (fused elementwise work, reductions, softmax,
 layer_norm) to CUDA C from the shared primitive lowering.  Compiling needs
 only NVRTC, so it happens at ``function()`` time on any machine, and
-``f.source`` shows the CUDA C; calling needs a CUDA device (CuPy arrays in
-and out; NumPy arguments are copied to the device).
+``f.source`` shows the CUDA C; calling needs a CUDA device (CuPy arrays in,
+used in place, or NumPy arrays, copied to the device; CuPy arrays out).
 
 Float matrix products run through cuBLAS (``cupy.matmul``), int8 GEMMs
 (``QLinear``, with their fused epilogues) as ``__dp4a`` kernels.  Not yet on
@@ -69,6 +69,8 @@ class CUDAFunction(ShapeDispatcher):
     """The callable the cuda backend returns (see :class:`~symexpr.runtime.dispatch.ShapeDispatcher`)."""
 
     returns_fresh = True
+    #: Arguments may be CuPy arrays (used in place) as well as NumPy arrays (copied to the device).
+    accepts_device_arrays = True
 
     def __init__(self, fgraph, arch: str | None = None):
         self.arch = arch or nvrtc.arch_from_env() or runtime.device_arch() or nvrtc.DEFAULT_ARCH

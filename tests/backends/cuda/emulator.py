@@ -144,6 +144,16 @@ class FakeDeviceArray(np.ndarray):
         self[...] = host
 
 
+class DeviceArrayLike:
+    """An argument that looks like a GPU array to symexpr (``__cuda_array_interface__``), not like an ndarray."""
+
+    def __init__(self, array):
+        self.array = np.ascontiguousarray(array).view(FakeDeviceArray)
+        self.dtype, self.shape, self.ndim, self.strides = array.dtype, array.shape, array.ndim, self.array.strides
+        self.__cuda_array_interface__ = {"shape": self.shape, "typestr": self.dtype.str, "version": 3,
+                                         "data": (self.array.ctypes.data, False)}
+
+
 class FakeCupy(types.ModuleType):
     """The part of CuPy the cuda backend's runtime uses, over NumPy."""
 
@@ -162,6 +172,10 @@ class FakeCupy(types.ModuleType):
 
     @staticmethod
     def asarray(a):
+        if isinstance(a, DeviceArrayLike):
+            return a.array
+        if isinstance(a, FakeDeviceArray):
+            return a  # already on the "device": used in place, as CuPy does
         return np.array(a).view(FakeDeviceArray)  # a host -> device copy
 
     @staticmethod

@@ -229,3 +229,21 @@ def test_float16_conversions_keep_numpy_bits_in_the_cpu_emulation(monkeypatch):
         assert np.isnan(got[nan]).all() and (np.signbit(got[nan]) == np.signbit(want[nan])).all()
         quiet_nan = nan & ((want_bits & quiet) != 0)
         np.testing.assert_array_equal(bits[quiet_nan], want_bits[quiet_nan])
+
+
+@pytest.mark.skipif(emulator.compiler() is None, reason="no C++ compiler for the CPU emulation")
+def test_device_arrays_are_taken_by_cuda_and_refused_by_cpu_backends(monkeypatch):
+    emulator.emulate(monkeypatch)
+    x = se.vector("x", dtype="float32")
+    value = np.arange(5, dtype=np.float32)
+    device = emulator.DeviceArrayLike(value)
+    f = se.function([x], x * 2, backend="cuda")
+    np.testing.assert_array_equal(f(device), value * 2)
+    with pytest.raises(TypeError, match="argument 'x' .*expected dtype float32, got float64"):
+        f(emulator.DeviceArrayLike(value.astype(np.float64)))
+    with pytest.raises(ValueError, match="argument 'x' .*expected 1 dimension"):
+        f(emulator.DeviceArrayLike(value.reshape(1, 5)))
+    for backend in ("llvm", "numpy"):
+        g = se.function([x], x * 2, backend=backend)
+        with pytest.raises(TypeError, match="argument 'x' .*got a GPU array .*runs on the CPU"):
+            g(device)
