@@ -20,6 +20,16 @@ def _default_backends() -> str:
 
 TEST_BACKENDS = [b for b in (os.environ.get("SYMEXPR_TEST_BACKENDS") or _default_backends()).split(",") if b]
 
+if os.environ.get("SYMEXPR_CUDA_EMULATE") == "1":
+    # Bug hunting without a GPU: backend "cuda" runs its kernels in the CPU emulation
+    # (tests/backends/cuda/emulator.py) for the whole session.  Slow: g++ per compiled graph.
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "backends", "cuda"))
+    import emulator
+
+    emulator.emulate(pytest.MonkeyPatch())
+
 
 @pytest.fixture(params=TEST_BACKENDS)
 def backend(request):

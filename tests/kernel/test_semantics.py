@@ -85,7 +85,8 @@ def _ulps(got, want, dtype):
         return 0.0 if np.isnan(want) and np.isnan(got) else np.inf
     if np.isinf(want) or np.isinf(got):
         return 0.0 if got == want else np.inf
-    spacing = np.spacing(np.abs(np.asarray(want, dtype=dtype)).astype(dtype))
+    with np.errstate(over="ignore"):
+        spacing = np.spacing(np.abs(np.asarray(want, dtype=dtype)).astype(dtype))
     return float(abs(np.float64(got) - np.float64(want)) / np.float64(spacing))
 
 

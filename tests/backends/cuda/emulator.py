@@ -29,7 +29,7 @@ import types
 
 import numpy as np
 
-from symexpr.backends.cuda import CUDAModule, runtime
+from symexpr.backends.cuda import CUDAModule, nvrtc, runtime
 from symexpr.backends.cuda.render import MEMORY_TYPES
 
 #: Threads per emulated block: two warps, so the cross-warp step of block reductions runs.
@@ -211,6 +211,7 @@ class EmulatedLoaded:
 
 def emulate(monkeypatch) -> None:
     """Make ``backend="cuda"`` functions run here: a fake CuPy, a "device", and kernels in the emulation."""
+    nvrtc.available()  # load the real NVRTC (through the real CuPy) before CuPy is replaced
     fake = FakeCupy()
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.setitem(sys.modules, "cupy.lib", fake.lib)
