@@ -187,9 +187,6 @@ class PrimBuilder:
         return None
 
     # -- conveniences --------------------------------------------------------------------
-    def c(self, value, dtype: str) -> tuple:
-        return const(value, dtype)
-
     def convert(self, x, dtype: str) -> tuple:
         return x if self.dtype(x) == dtype else self.emit("convert", (x,), dtype)
 
