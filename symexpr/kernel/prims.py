@@ -225,6 +225,20 @@ class PrimBuilder:
         return _roundeven_by_addition(self, x)
 
 
+def resolve(ref, values, literal, external):
+    """A renderer's value of an operand of a lowered program.
+
+    ``values[j]`` for ``("tmp", j)``, ``literal(value, dtype)`` for a literal,
+    ``external(ref)`` for anything else (a load, an accumulator, an argument).
+    """
+    kind = ref[0]
+    if kind == "tmp":
+        return values[ref[1]]
+    if kind == "const":
+        return literal(ref[1], ref[2])
+    return external(ref)
+
+
 def prune(prims, results) -> tuple:
     """``(prims, results)`` without the primitives no result depends on, renumbered."""
     live = [False] * len(prims)

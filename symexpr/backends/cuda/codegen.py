@@ -35,7 +35,7 @@ from symexpr.backends.cuda import render
 from symexpr.backends.cuda.render import C_TYPES, MEMORY_TYPES, c_type, literal
 from symexpr.kernel import semantics
 from symexpr.kernel.ir import LoopKernel, QGemmKernel
-from symexpr.kernel.prims import PrimBuilder, is_float, prune, register_dtype
+from symexpr.kernel.prims import PrimBuilder, is_float, prune, register_dtype, resolve
 from symexpr.kernel.template import Param
 
 #: Threads per block of every kernel (a multiple of the warp size).
@@ -107,13 +107,10 @@ class _KernelWriter:
         pb = PrimBuilder(lambda r: dtypes[r[1]], render.CAPABILITIES)
         prims, (result,) = prune(pb.prims, [build(pb, refs)])
         names = [self.fresh() for _ in prims]
-        for line in render.render_prims(prims, names, lambda r: args[r[1]]):
+        external = lambda r: args[r[1]]  # noqa: E731
+        for line in render.render_prims(prims, names, external):
             self.emit(line, depth)
-        if result[0] == "tmp":
-            return names[result[1]]
-        if result[0] == "const":
-            return literal(result[1], result[2])
-        return args[result[1]]
+        return resolve(result, names, literal, external)
 
     def cast(self, expr, src, dst, depth) -> str:
         if src == dst:
@@ -177,18 +174,13 @@ class _KernelWriter:
 
         lowered = semantics.lower_program(program, dtype_of, render.CAPABILITIES)
         names = [self.fresh() for _ in lowered.prims]
-        for line in render.render_prims(lowered.prims, names, lambda r: seen[r][0]):
+        external = lambda r: seen[r][0]  # noqa: E731
+        for line in render.render_prims(lowered.prims, names, external):
             self.emit(line, depth)
 
         def value(ref):
             if ref[0] == "tmp":
-                result = lowered.results[ref[1]]
-                dtype = program[ref[1]].dtype
-                if result[0] == "tmp":
-                    return names[result[1]], dtype
-                if result[0] == "const":
-                    return literal(result[1], result[2]), dtype
-                return seen[result][0], dtype
+                return resolve(lowered.results[ref[1]], names, literal, external), program[ref[1]].dtype
             if ref[0] == "const":
                 return literal(ref[1] if ref[2] != "float16" else float(np.float16(ref[1])), register_dtype(ref[2])), ref[2]
             found = seen.get(ref)

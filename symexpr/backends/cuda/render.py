@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from symexpr.kernel.prims import COMPARISONS, PrimBuilder, is_float
+from symexpr.kernel.prims import COMPARISONS, PrimBuilder, is_float, resolve
 
 #: Optional primitives (:data:`symexpr.kernel.prims.OPTIONAL`) the CUDA renderer has as one call:
 #: ``rintf``, and float32 <-> float16 through the device helpers of :data:`PRELUDE` (the shared
@@ -152,22 +152,12 @@ def _bitcast(x: str, src: str, dst: str) -> str:
 
 def render_prims(prims, names: list, operand) -> list[str]:
     """C statements for ``prims``: primitive ``j`` defines ``names[j]``; ``operand(ref)`` names other references."""
-    lines = []
-
-    def val(ref):
-        kind = ref[0]
-        if kind == "tmp":
-            return names[ref[1]]
-        if kind == "const":
-            return literal(ref[1], ref[2])
-        return operand(ref)
-
-    for j, p in enumerate(prims):
-        lines.append(f"const {c_type(p.dtype)} {names[j]} = {expression(p, [val(r) for r in p.args])};")
-    return lines
+    return [
+        f"const {c_type(p.dtype)} {names[j]} = {expression(p, [resolve(r, names, literal, operand) for r in p.args])};"
+        for j, p in enumerate(prims)
+    ]
 
 
-#: Device helpers every module starts with: float16 conversions and NumPy-like max/min for reductions.
 def _f16_helpers() -> str:
     """``se_f16_bits`` / ``se_f16_value``: the shared integer expansions as device functions.
 

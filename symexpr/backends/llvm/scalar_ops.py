@@ -20,7 +20,7 @@ from llvmlite import ir
 
 from symexpr.backends.llvm import target
 from symexpr.kernel import mathfns, semantics
-from symexpr.kernel.prims import COMPARISONS, PrimBuilder, is_float, is_signed, register_dtype
+from symexpr.kernel.prims import COMPARISONS, PrimBuilder, is_float, is_signed, register_dtype, resolve
 from symexpr.kernel.semantics import UnsupportedScalar, lower_program
 
 __all__ = [
@@ -181,26 +181,9 @@ def render(builder, prims, external) -> list:
     Returns the IR value of each primitive.
     """
     out: list = []
-
-    def val(ref):
-        kind = ref[0]
-        if kind == "tmp":
-            return out[ref[1]]
-        if kind == "const":
-            return constant(ref[1], ref[2])
-        return external(ref)
-
     for p in prims:
-        out.append(_render_one(builder, p, [val(r) for r in p.args]))
+        out.append(_render_one(builder, p, [resolve(r, out, constant, external) for r in p.args]))
     return out
-
-
-def _resolve(ref, values, external):
-    if ref[0] == "tmp":
-        return values[ref[1]]
-    if ref[0] == "const":
-        return constant(ref[1], ref[2])
-    return external(ref)
 
 
 def emit_program(builder, program, values, ref) -> None:
@@ -219,7 +202,7 @@ def emit_program(builder, program, values, ref) -> None:
     external = lambda r: seen[r][0]  # noqa: E731
     out = render(builder, lowered.prims, external)
     for j, (ins, result) in enumerate(zip(program, lowered.results)):
-        values[("tmp", j)] = (_resolve(result, out, external), ins.dtype)
+        values[("tmp", j)] = (resolve(result, out, constant, external), ins.dtype)
 
 
 def _dtype_of_value(value) -> str:
@@ -237,7 +220,7 @@ def _snippet(builder, build, args, dtypes):
     pb = PrimBuilder(lambda r: dtypes[r[1]], capabilities(cpu_target(builder)))
     result = build(pb, refs)
     external = lambda r: args[r[1]]  # noqa: E731
-    return _resolve(result, render(builder, pb.prims, external), external)
+    return resolve(result, render(builder, pb.prims, external), constant, external)
 
 
 def cast(builder, value, src: str, dst: str):
